@@ -1,10 +1,9 @@
 """A simulated device's Modbus register space: what a pymodbus server reads from and writes into.
 
-A :class:`Face` holds four sparse tables (holding and input registers, coils, discrete inputs) keyed
-by 0-based address. Addresses that no point occupies are holes: reading across one answers Modbus
-exception 2 (illegal data address), as real devices do. Writes are accepted only on writable
-addresses; every accepted write is passed to ``on_write`` so the device adapter can turn it into a
-command for the plant at once.
+A :class:`Face` answers Modbus requests for one unit id from a register image (the tables laid out
+from the same register map or SunSpec model chain the drivers read, :mod:`drivers.image` and
+:mod:`drivers.sunspec`). The image validates client writes (writable, whole points, valid range) and
+hands the decoded values to the device adapter, which turns them into commands for the plant at once.
 
 Request-level faults (offline, slow replies, exception codes) live in :class:`RequestFaults`, set by
 :mod:`hil_sim.faults`; value-level faults (frozen, out of range, noise) are applied by the adapters
@@ -14,10 +13,12 @@ before values are encoded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pymodbus.constants import ExcCodes
+
+from drivers.image import ImageWriteError
 
 __all__ = ["TABLES", "Face", "RequestFaults", "table_for_function"]
 
@@ -57,7 +58,7 @@ class RequestFaults:
 
 
 class Face:
-    """One device's register space on one unit id.
+    """One device's register space on one unit id, served from a register image.
 
     Parameters
     ----------
@@ -65,40 +66,21 @@ class Face:
         Site device id this face serves.
     unit
         Modbus unit id (slave id) it answers on.
-    on_write
-        Called as ``on_write(table, address, count)`` after a client write was stored.
+    image
+        Storage with ``read(table, address, count) -> list[int]`` and ``write(table, address, words)``
+        raising ``drivers.image.ImageWriteError`` (``code`` 2 or 3) for what the device refuses, e.g.
+        :class:`drivers.image.RegisterImage` or a SunSpec image. A ``ValueError`` from the write path
+        (the plant refusing the command) is answered with exception 3 and the registers are restored.
     """
 
-    def __init__(self, device_id: str, unit: int, *,
-                 on_write: Callable[[str, int, int], None] | None = None) -> None:
+    def __init__(self, device_id: str, unit: int, image: Any) -> None:
         self.device_id = device_id
         self.unit = unit
-        self.tables: dict[str, dict[int, int]] = {t: {} for t in TABLES}
-        self.writable: dict[str, set[int]] = {t: set() for t in TABLES}
+        self.image = image
         self.faults = RequestFaults()
-        self.on_write = on_write
         self.reads = 0  # requests served (for tests and benchmarks)
         self.writes = 0
 
-    # ------------------------------------------------------------------ image
-    def define(self, table: str, address: int, words: Iterable[int], *, writable: bool = False) -> None:
-        """Create (or overwrite) registers at ``address``; mark them writable when asked."""
-        tab = self.tables[table]
-        for offset, word in enumerate(words):
-            tab[address + offset] = int(word)
-            if writable:
-                self.writable[table].add(address + offset)
-
-    def set_words(self, table: str, words: Mapping[int, int]) -> None:
-        """Overwrite existing registers (simulator side; no write callback)."""
-        self.tables[table].update(words)
-
-    def get(self, table: str, address: int, count: int = 1) -> list[int]:
-        """Raw words (or bits) at ``address`` (simulator side, no fault applied)."""
-        tab = self.tables[table]
-        return [tab[a] for a in range(address, address + count)]
-
-    # -------------------------------------------------------------- requests
     async def serve_read(self, function_code: int, address: int, count: int) -> list[int] | list[bool] | ExcCodes:
         """Answer a read request from a Modbus client."""
         early = await self._request_gate()
@@ -107,40 +89,37 @@ class Face:
         table = _FC_TABLE.get(function_code)
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
-        tab = self.tables[table]
         try:
-            words = [tab[a] for a in range(address, address + count)]
-        except KeyError:
-            return ExcCodes.ILLEGAL_ADDRESS
+            words = self.image.read(table, address, count)
+        except ImageWriteError as exc:
+            return ExcCodes(exc.code)
         self.reads += 1
         if table in ("coil", "discrete"):
             return [bool(w) for w in words]
-        return words
+        return list(words)
 
     async def serve_write(self, function_code: int, address: int, values: list[int] | list[bool]) -> ExcCodes | None:
-        """Store a client write; answer an exception code when it may not be stored."""
+        """Store a client write; answer an exception code when the device refuses it."""
         early = await self._request_gate()
         if early is not None:
             return early
         table = _FC_TABLE.get(function_code)
         if table is None or function_code not in _WRITE_FCS:
             return ExcCodes.ILLEGAL_FUNCTION
-        allowed = self.writable[table]
-        count = len(values)
-        if any(a not in allowed for a in range(address, address + count)):
-            return ExcCodes.ILLEGAL_ADDRESS
-        tab = self.tables[table]
-        before = [tab[a] for a in range(address, address + count)]
-        for offset, value in enumerate(values):
-            tab[address + offset] = int(value)
-        if self.on_write is not None:
-            try:
-                self.on_write(table, address, count)
-            except ValueError:
-                # The device refuses the value (out of its range): keep the old registers.
-                for offset, word in enumerate(before):
-                    tab[address + offset] = word
-                return ExcCodes.ILLEGAL_VALUE
+        words = [int(v) for v in values]
+        try:
+            before: list[int] | None = list(self.image.read(table, address, len(words)))
+        except ImageWriteError:
+            before = None
+        try:
+            self.image.write(table, address, words)
+        except ImageWriteError as exc:
+            return ExcCodes(exc.code)
+        except ValueError:
+            # The plant refused the command (out of the device's range): keep the old registers.
+            if before is not None:
+                self.image.set_raw(table, address, before)
+            return ExcCodes.ILLEGAL_VALUE
         self.writes += 1
         return None
 
