@@ -49,6 +49,7 @@ import numpy as np
 
 from edgectl.config import Battery, ChillerPlant, SiteConfig
 from edgectl.errors import DispatchError
+from edgectl.physics import chiller as chiller_phys
 
 __all__ = [
     "Weights",
@@ -60,6 +61,7 @@ __all__ = [
     "Planner",
     "PENALTY_CAP_PER_KWH",
     "PENALTY_UNMET_PER_KWH_TH",
+    "plan_cop",
 ]
 
 PENALTY_CAP_PER_KWH = 1000.0
@@ -259,6 +261,29 @@ def plant_params(site: SiteConfig) -> PlantParams:
         wind_shares=tuple(t.rated_kw / wind_total for t in winds) if winds else (),
         chiller_plant_id=cp_id,
     )
+
+
+def plan_cop(site: SiteConfig, temp_air_c: np.ndarray, *, load_fraction: float = 0.5) -> np.ndarray:
+    """Plant COP used by the LP at each forecast outdoor temperature [-].
+
+    The linearisation: the secant ``q_ref / P(q_ref)`` of the staged plant (:func:`edgectl.physics.chiller.
+    stage_chillers`, best staging and part-load curves) at ``q_ref = load_fraction x capacity``, so
+    electric power is ``q / cop`` in the plan. Sites without a chiller plant get 1.0 (unused).
+    """
+    temp = np.asarray(temp_air_c, dtype=float)
+    plant = site.chiller_plant
+    if plant is None:
+        return np.ones_like(temp)
+    q_ref = load_fraction * plant.capacity_kw_th
+    _, p_each = chiller_phys.stage_chillers(
+        np.full(temp.shape, q_ref),
+        capacity_kw_th=[c.capacity_kw_th for c in plant.chillers],
+        cop_nominal=[c.cop_nominal for c in plant.chillers],
+        min_part_load=[c.min_part_load for c in plant.chillers],
+        t_supply_c=plant.supply_temp_c,
+        temp_air_c=temp,
+    )
+    return q_ref / np.maximum(p_each.sum(axis=0), 1e-9)
 
 
 # -------------------------------------------------------------------------------------- inputs, plan
@@ -627,6 +652,8 @@ class Planner:
         lp.row_upper_ = rhi
         lp.a_matrix_.value_ = val
         status = h.passModel(lp)
+        # HiGHS's run clock accumulates over the object's life: the limit is set relative to it
+        h.setOptionValue("time_limit", h.getRunTime() + self.time_limit_s)
         if status == highspy.HighsStatus.kError:
             raise DispatchError("HiGHS rejected the model")
         h.run()
