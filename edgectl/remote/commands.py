@@ -331,7 +331,8 @@ def validate_command(
             raise _Reject(f'payload must be a JSON object {{"value": ..., "ttl_s": ...}}, got {type(body).__name__}')
         unknown = sorted(set(body) - {"value", "ttl_s"})
         if unknown:
-            raise _Reject(f"payload has unknown key(s) {[_short(k, 30) for k in unknown][:5]}; allowed: ['ttl_s', 'value']")
+            shown = ", ".join(_short(k, 30) for k in unknown[:5])
+            raise _Reject(f"payload has unknown key(s) [{shown}]; allowed: ['ttl_s', 'value']")
         if "value" not in body:
             raise _Reject(f"{name}: payload has no 'value'")
         value = _check_value(site, spec, body["value"], current_mode(current, now))
