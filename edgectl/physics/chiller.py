@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -151,6 +152,10 @@ def stage_chillers(
     q_each_kw_th : cooling output per chiller, shape (N, *q.shape) [kW_th]
     p_each_kw : electric power per chiller, shape (N, *q.shape) [kW]
     """
+    if np.ndim(q_kw_th) == 0 and np.ndim(t_supply_c) == 0 and np.ndim(temp_air_c) == 0:
+        q_s, p_s = _stage_scalar(float(q_kw_th), capacity_kw_th, cop_nominal, min_part_load, available,
+                                 float(t_supply_c), float(temp_air_c), curves or default_curves())
+        return np.array(q_s), np.array(p_s)
     q = np.maximum(np.asarray(q_kw_th, dtype=float), 0.0)
     n_ch = len(capacity_kw_th)
     avail = [True] * n_ch if available is None else list(available)
@@ -185,4 +190,55 @@ def stage_chillers(
                           min_part_load=min_part_load[i], curves=curves)
         q_each[i] = q_k
         p_each[i] = np.where(on, q_k / cop, 0.0)
+    return q_each, p_each
+
+
+def _cop_scalar(plr: float, ft_norm: float, cop_nominal: float, min_part_load: float, cv: EirCurves) -> float:
+    x = max(min(max(plr, 0.0), 1.0), max(min_part_load, 1e-3))
+    a, b, c = cv.fplr
+    return cop_nominal * x / (ft_norm * (a + b * x + c * x * x))
+
+
+def _ft_scalar(t_chw_c: float, t_cond_c: float, cv: EirCurves) -> float:
+    x = min(max(t_chw_c, cv.ft_x[0]), cv.ft_x[1])
+    y = min(max(t_cond_c, cv.ft_y[0]), cv.ft_y[1])
+    a, b, c, d, e, f = cv.ft
+    return a + b * x + c * x * x + d * y + e * y * y + f * x * y
+
+
+def _stage_scalar(
+    q: float,
+    capacity_kw_th: Sequence[float],
+    cop_nominal: Sequence[float],
+    min_part_load: Sequence[float],
+    available: Sequence[bool] | None,
+    t_supply_c: float,
+    temp_air_c: float,
+    cv: EirCurves,
+) -> tuple[list[float], list[float]]:
+    """Same as :func:`stage_chillers` for one instant, in plain floats (the simulator's hot path)."""
+    n_ch = len(capacity_kw_th)
+    q = max(q, 0.0)
+    q_each = [0.0] * n_ch
+    p_each = [0.0] * n_ch
+    idx = [i for i in range(n_ch) if available is None or available[i]]
+    if not idx or q <= 0.0:
+        return q_each, p_each
+    ft_norm = _ft_scalar(t_supply_c, temp_air_c, cv) / _ft_scalar(cv.t_chw_ref_c, cv.t_cond_ref_c, cv)
+    best_p = math.inf
+    best: tuple[int, float] = (len(idx), 1.0)
+    cum = 0.0
+    for n in range(1, len(idx) + 1):
+        cum += capacity_kw_th[idx[n - 1]]
+        if q > cum + 1e-9 and n < len(idx):
+            continue
+        plr = min(q, cum) / cum
+        p = sum(plr * capacity_kw_th[i] / _cop_scalar(plr, ft_norm, cop_nominal[i], min_part_load[i], cv) for i in idx[:n])
+        if p < best_p:
+            best_p, best = p, (n, plr)
+    n, plr = best
+    for i in idx[:n]:
+        q_i = plr * capacity_kw_th[i]
+        q_each[i] = q_i
+        p_each[i] = q_i / _cop_scalar(plr, ft_norm, cop_nominal[i], min_part_load[i], cv)
     return q_each, p_each
