@@ -8,7 +8,9 @@ table      content
 meta       schema version, creation time
 state      small JSON values by key: control mode, limits, carbon price, cycle statistics
            and health, write sequence counters (battery heartbeat)
-setpoints  the active operator setpoint per device with its source and expiry
+overrides  operator commands in force (mode, battery_kw, limits, carbon price, ...) with expiry
+setpoints  the command last written to each device, its source and when the device reverts
+           (its reversion/heartbeat deadline) unless it is refreshed
 plans      the latest MPC plans (JSON payload, creation time, validity end)
 telemetry  downsampled readings per device (one row per device per downsample period)
 audit      every command, mode change, degradation and recovery, with actor and detail
@@ -57,6 +59,7 @@ __all__ = [
     "DB_NAME",
     "SCHEMA_VERSION",
     "AuditEntry",
+    "OverrideRecord",
     "PlanRecord",
     "SetpointRecord",
     "Store",
@@ -76,6 +79,9 @@ CREATE TABLE IF NOT EXISTS state (
 CREATE TABLE IF NOT EXISTS setpoints (
     device_id TEXT PRIMARY KEY, command TEXT NOT NULL, source TEXT NOT NULL,
     set_ts REAL NOT NULL, expires_ts REAL);
+CREATE TABLE IF NOT EXISTS overrides (
+    name TEXT PRIMARY KEY, value TEXT NOT NULL, source TEXT NOT NULL,
+    set_ts REAL NOT NULL, expires_ts REAL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS plans (
     id INTEGER PRIMARY KEY AUTOINCREMENT, created_ts REAL NOT NULL, valid_until_ts REAL NOT NULL,
     source TEXT NOT NULL, payload TEXT NOT NULL);
@@ -127,13 +133,29 @@ def _dt(ts: float | None) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class SetpointRecord:
-    """An active operator setpoint: the command, who set it, when, and when it expires (None = never)."""
+    """The command last written to a device: who decided it, when, and when the device reverts to its
+    fail-safe unless the daemon refreshes it (None = no reversion timer)."""
 
     device_id: str
     command: Command
     source: str
     set_at: datetime
     expires_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideRecord:
+    """An operator override in force: ``name`` (a remote command name), its value, who set it, expiry."""
+
+    name: str
+    value: Any
+    source: str
+    set_at: datetime
+    expires_at: datetime | None
+    detail: dict[str, Any]
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -353,6 +375,17 @@ class Store:
                 (device_id, command_to_json(command), source, _ts(set_at), _ts(expires_at)),
             )
 
+    def put_setpoints(self, records: list[SetpointRecord]) -> None:
+        """Store several device setpoints in one transaction."""
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO setpoints VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
+                "command=excluded.command, source=excluded.source, set_ts=excluded.set_ts, "
+                "expires_ts=excluded.expires_ts",
+                [(r.device_id, command_to_json(r.command), r.source, _ts(r.set_at), _ts(r.expires_at))
+                 for r in records],
+            )
+
     def clear_setpoint(self, device_id: str) -> bool:
         with self._write() as conn:
             return conn.execute("DELETE FROM setpoints WHERE device_id=?", (device_id,)).rowcount > 0
@@ -370,6 +403,34 @@ class Store:
                 continue
             out[device_id] = SetpointRecord(device_id, command, source, _dt(set_ts), _dt(exp_ts))  # type: ignore[arg-type]
         return out
+
+    # ------------------------------------------------------------------------------- overrides
+
+    def put_override(
+        self, name: str, value: Any, *, source: str, set_at: datetime, expires_at: datetime | None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO overrides VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "value=excluded.value, source=excluded.source, set_ts=excluded.set_ts, "
+                "expires_ts=excluded.expires_ts, detail=excluded.detail",
+                (name, json.dumps(value), source, _ts(set_at), _ts(expires_at),
+                 json.dumps(dict(detail or {}), default=str, sort_keys=True)),
+            )
+
+    def clear_override(self, name: str) -> bool:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM overrides WHERE name=?", (name,)).rowcount > 0
+
+    def overrides(self) -> dict[str, OverrideRecord]:
+        """Every stored override, expired or not (use :meth:`OverrideRecord.expired`)."""
+        return {
+            name: OverrideRecord(name, json.loads(v), src, _dt(st), _dt(ex), json.loads(d))  # type: ignore[arg-type]
+            for name, v, src, st, ex, d in self._read(
+                "SELECT name, value, source, set_ts, expires_ts, detail FROM overrides ORDER BY name"
+            )
+        }
 
     # ----------------------------------------------------------------------------------- plans
 
