@@ -1,0 +1,302 @@
+"""Lock-step closed loop: controller and plant in one process, simulated time, real Modbus sockets.
+
+Each step of ``dt_s`` simulated seconds:
+
+1. faults due now switch on or off (:class:`hil_sim.faults.FaultInjector`);
+2. every device face publishes the plant's present state into its registers;
+3. the controller polls every device through :class:`drivers.fleet.Fleet` over Modbus TCP (or RTU) on
+   loopback, decides, and writes its setpoints (and the battery heartbeat) over Modbus; each write acts
+   on the plant at once through the face;
+4. the plant integrates ``dt_s`` seconds with those setpoints; the clock advances.
+
+The servers bind free loopback ports (port 0), so a run never collides with another; devices with
+``rtu://`` URLs are served on a socat pty bus, several unit ids on one bus. Controllers: ``none`` (reads
+only: batteries idle, chillers follow the demand) and ``rbc`` (rule-based self-consumption of
+:func:`edgectl.dispatch.rbc.rbc_setpoints`, the daemon's fallback controller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from drivers.natures import BatterySetpoint, ChillerPlantCommand, PvLimit, WindLimit
+from edgectl.config import SiteConfig
+
+from hil_sim.clock import SimClock
+from hil_sim.errors import LoopError
+from hil_sim.faces import Adapter, build_faces
+from hil_sim.faults import FaultInjector, FaultSpec, validate_faults
+from hil_sim.server import RtuEndpoint, ServerGroup, SocatPty, TcpEndpoint
+
+__all__ = ["CONTROLLERS", "RunResult", "serve_site", "run_lockstep", "run_lockstep_sync"]
+
+CONTROLLERS = ("none", "rbc")
+
+
+@dataclass
+class RunResult:
+    """What one lock-step run leaves behind (the plant holds ledger and trace for the KPIs)."""
+
+    controller: str
+    plant: Any
+    steps: int
+    dt_s: float
+    wall_s: float
+    reads_failed: int = 0
+    writes: int = 0
+    writes_failed: int = 0
+    fault_events: list[tuple[float, str, str]] = field(default_factory=list)
+    encode_errors: dict[str, int] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------- serving
+
+
+async def serve_site(site: SiteConfig, adapters: dict[str, Adapter], *, free_ports: bool,
+                     rtu_dir: str | Path | None = None, host: str = "127.0.0.1") -> tuple[ServerGroup, SiteConfig]:
+    """Start Modbus servers for every device and return them with the site as a client must see it.
+
+    TCP devices sharing ``host:port`` in the site file share one server; with ``free_ports`` each such
+    endpoint binds a free loopback port instead and the returned site's URLs name it. ``rtu://`` devices
+    sharing a serial device share one RTU server on a socat pty pair whose client end is the URL's
+    device path (with ``rtu_dir``: a fresh path in that directory).
+    """
+    group = ServerGroup()
+    tcp: dict[tuple[str, int], TcpEndpoint] = {}
+    rtu: dict[str, RtuEndpoint] = {}
+    new_urls: dict[str, str] = {}
+    try:
+        for dev in site.devices:
+            link = dev.link
+            face = adapters[dev.id].face
+            if link.scheme == "tcp":
+                key = (link.host, link.port)
+                ep = tcp.get(key)
+                if ep is None:
+                    ep = TcpEndpoint(host if free_ports else link.host, 0 if free_ports else link.port, {})
+                    tcp[key] = ep
+                if link.unit in ep.faces:
+                    raise LoopError(f"device {dev.id}: unit {link.unit} on {dev.url} is taken")
+                ep.faces[link.unit] = face
+            else:
+                bus = rtu.get(link.device)
+                if bus is None:
+                    client_path = link.device if rtu_dir is None else str(Path(rtu_dir) / Path(link.device).name)
+                    pty = SocatPty(client_path)
+                    group.ptys.append(pty)
+                    bus = RtuEndpoint(pty.server_path, {}, baud=link.baud, parity=link.parity,
+                                      stopbits=link.stopbits, bytesize=link.bytesize)
+                    bus.client_path = client_path  # type: ignore[attr-defined]
+                    rtu[link.device] = bus
+                bus.faces[link.unit] = face
+        group.tcp = list(tcp.values())
+        group.rtu = list(rtu.values())
+        await group.start()
+    except BaseException:
+        await group.stop()
+        raise
+    for dev in site.devices:
+        link = dev.link
+        if link.scheme == "tcp":
+            ep = tcp[(link.host, link.port)]
+            new_urls[dev.id] = f"tcp://{ep.host}:{ep.port}/{link.unit}"
+        else:
+            bus = rtu[link.device]
+            new_urls[dev.id] = (f"rtu://{bus.client_path}?baud={link.baud}&parity={link.parity}"  # type: ignore[attr-defined]
+                                f"&unit={link.unit}")
+    devices = [d.model_copy(update={"url": new_urls[d.id]}) for d in site.devices]
+    return group, site.model_copy(update={"devices": devices})
+
+
+# ------------------------------------------------------------------------------------- controllers
+
+
+class NoControl:
+    """Reads every device each step (monitoring) and writes nothing."""
+
+    name = "none"
+
+    def __init__(self, site: SiteConfig) -> None:
+        self.site = site
+
+    async def act(self, fleet: Any, now: datetime, dt_s: float, result: RunResult) -> None:
+        await _poll(fleet, result)
+
+
+async def _poll(fleet: Any, result: RunResult) -> dict[str, Any]:
+    readings = await fleet.poll("all")
+    from edgectl.glossary import Quality
+
+    result.reads_failed += sum(1 for r in readings.values() if r.quality == Quality.MISSING)
+    return readings
+
+
+class RuleBased:
+    """Rule-based self-consumption over Modbus: snapshot -> :func:`rbc_setpoints` -> device commands."""
+
+    name = "rbc"
+
+    def __init__(self, site: SiteConfig) -> None:
+        from edgectl.dispatch.lp import plant_params
+
+        self.site = site
+        self.params = plant_params(site)
+        self.p_batt_prev_kw: float | None = None
+        self.heartbeat = 0
+        self.last: dict[str, Any] = {}
+
+    async def act(self, fleet: Any, now: datetime, dt_s: float, result: RunResult) -> None:
+        from edgectl.daemon.snapshot import build_snapshot, measured_from_snapshot
+        from edgectl.dispatch.rbc import rbc_setpoints
+        from edgectl.dispatch.realtime import split_setpoints
+
+        readings = await _poll(fleet, result)
+        ts = max((r.ts for r in readings.values()), default=now)
+        snap = build_snapshot(ts, readings, [d.id for d in self.site.devices],
+                              stale_after_s=self.site.daemon.stale_after_s)
+        measured = measured_from_snapshot(self.site, snap)
+        self.heartbeat = (self.heartbeat + 1) % 65536
+        if measured is None:
+            # No good meter reading: keep the battery's heartbeat alive at 0 kW (safe hold).
+            cmds: dict[str, Any] = {d.id: BatterySetpoint(p_kw=0.0, heartbeat=self.heartbeat)
+                                    for d in self.site.of_kind("battery") if snap.good(d.id) is not None}
+        else:
+            sp, _report = rbc_setpoints(self.params, measured, dt_s=dt_s, p_batt_prev_kw=self.p_batt_prev_kw)
+            self.p_batt_prev_kw = sp.p_batt_kw
+            cmds = commands_from_setpoints(self.site, split_setpoints(self.params, sp), snap)
+            for dev_id, cmd in list(cmds.items()):
+                if isinstance(cmd, BatterySetpoint):
+                    cmds[dev_id] = BatterySetpoint(p_kw=cmd.p_kw, heartbeat=self.heartbeat)
+        for dev_id, cmd in cmds.items():
+            if not isinstance(cmd, BatterySetpoint) and self.last.get(dev_id) == cmd:
+                continue  # unchanged limits and targets are not rewritten
+            result.writes += 1
+            try:
+                res = await fleet.write(dev_id, cmd)
+            except Exception:  # noqa: BLE001 - a failed write is counted, the loop goes on
+                result.writes_failed += 1
+                self.last.pop(dev_id, None)
+                continue
+            if getattr(res, "ok", True):
+                self.last[dev_id] = cmd
+            else:
+                result.writes_failed += 1
+                self.last.pop(dev_id, None)
+
+
+def commands_from_setpoints(site: SiteConfig, values: dict[str, float], snap: Any) -> dict[str, Any]:
+    """Device commands from per-device setpoint values (:func:`edgectl.dispatch.realtime.split_setpoints`),
+    only for devices with a good reading."""
+    out: dict[str, Any] = {}
+    for pv in site.of_kind("pv"):
+        if pv.id in values and snap.good(pv.id) is not None:
+            v = values[pv.id]
+            pct = 100.0 if math.isinf(v) else min(max(v / pv.ac_kw * 100.0, 0.0), 100.0)
+            out[pv.id] = PvLimit(limit_pct=round(pct, 1))
+    for wt in site.of_kind("wind"):
+        if wt.id in values and snap.good(wt.id) is not None:
+            v = values[wt.id]
+            out[wt.id] = WindLimit(limit_kw=round(wt.rated_kw if math.isinf(v) else min(max(v, 0.0), wt.rated_kw), 1))
+    for b in site.of_kind("battery"):
+        if snap.good(b.id) is not None:
+            v = values.get(b.id, 0.0)
+            out[b.id] = BatterySetpoint(p_kw=round(min(max(v, -b.power_kw), b.power_kw), 1))
+    for cp in site.of_kind("chiller_plant"):
+        if snap.good(cp.id) is not None:
+            q = min(max(values.get(cp.id, 0.0), 0.0), cp.capacity_kw_th)
+            out[cp.id] = ChillerPlantCommand(enable=True, q_target_kw_th=round(q, 1))
+    return out
+
+
+def make_controller(name: str, site: SiteConfig) -> Any:
+    if name == "none":
+        return NoControl(site)
+    if name == "rbc":
+        return RuleBased(site)
+    raise ValueError(f"controller {name!r} is not allowed; allowed: {', '.join(CONTROLLERS)}")
+
+
+# -------------------------------------------------------------------------------------------- loop
+
+
+async def run_lockstep(site: SiteConfig, dataset: Any, *, controller: str, start: datetime | None = None,
+                       steps: int | None = None, days: float | None = None, step_s: float = 900.0,
+                       faults: Sequence[FaultSpec] = (), progress: Callable[[int, int], None] | None = None,
+                       plant_factory: Callable[..., Any] | None = None) -> RunResult:
+    """Run ``controller`` against the simulated park in lock-step; see the module docstring.
+
+    Parameters
+    ----------
+    site, dataset
+        Site configuration and the weather/load data (:func:`edgectl.dataset.load_dataset`).
+    controller
+        ``none`` or ``rbc``.
+    start
+        Simulated start (default: the first row of the data).
+    steps, days
+        Run length: a number of steps, or days (one of them; default 1 day).
+    step_s
+        Simulated seconds per step [s].
+    faults
+        Faults to inject (times relative to the start).
+    """
+    from drivers.fleet import Fleet
+    from hil_sim.plant import Plant
+
+    if not step_s > 0.0:
+        raise ValueError(f"step_s {step_s!r} must be > 0")
+    validate_faults(faults, site)
+    ctrl = make_controller(controller, site)
+    plant = (plant_factory or Plant)(site, dataset, start=start, step_s=step_s)
+    if steps is None:
+        steps = int(round((days if days is not None else 1.0) * 86400.0 / step_s))
+    if steps < 1:
+        raise ValueError(f"run length must be at least one step of {step_s} s")
+    clock = SimClock(plant.t)
+    adapters = build_faces(site, plant)
+    injector = FaultInjector(faults, plant=plant, faces={k: a.face for k, a in adapters.items()},
+                             value_faults={k: a.value_faults for k, a in adapters.items()}, clock=clock, site=site)
+    result = RunResult(controller=controller, plant=plant, steps=0, dt_s=step_s, wall_s=0.0)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hil-rtu-") as rtu_dir:
+        group, client_site = await serve_site(site, adapters, free_ports=True, rtu_dir=rtu_dir)
+        try:
+            async with Fleet.from_site(client_site) as fleet:
+                for k in range(steps):
+                    injector.update(clock.elapsed_s)
+                    state = plant.state
+                    for adapter in adapters.values():
+                        adapter.refresh(state)
+                    await ctrl.act(fleet, clock.now(), step_s, result)
+                    plant.step(step_s)
+                    clock.advance(step_s)
+                    result.steps = k + 1
+                    if progress is not None:
+                        progress(k + 1, steps)
+        finally:
+            injector.clear()
+            await group.stop()
+    result.wall_s = time.perf_counter() - t0
+    result.fault_events = list(injector.events)
+    result.encode_errors = {k: a.encode_errors for k, a in adapters.items() if a.encode_errors}
+    return result
+
+
+def run_lockstep_sync(*args: Any, **kwargs: Any) -> RunResult:
+    """:func:`run_lockstep` in a fresh event loop."""
+    return asyncio.run(run_lockstep(*args, **kwargs))
+
+
+def steps_for(days: float, step_s: float) -> int:
+    return int(round(days * 86400.0 / step_s))
+
+
+_ = timedelta
