@@ -11,6 +11,7 @@ from edgectl.errors import EX_CONFIG, ConfigError
 
 SUBCOMMAND_MODULES = (
     "hil_sim.commands.run",
+    "hil_sim.commands.serve",
     "hil_sim.commands.build_data",
 )
 
