@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +151,6 @@ class RuleBased:
         self.params = plant_params(site)
         self.p_batt_prev_kw: float | None = None
         self.heartbeat = 0
-        self.last: dict[str, Any] = {}
 
     async def act(self, fleet: Any, now: datetime, dt_s: float, result: RunResult) -> None:
         from edgectl.daemon.snapshot import build_snapshot, measured_from_snapshot
@@ -159,8 +158,7 @@ class RuleBased:
         from edgectl.dispatch.realtime import split_setpoints
 
         readings = await _poll(fleet, result)
-        ts = max((r.ts for r in readings.values()), default=now)
-        snap = build_snapshot(ts, readings, [d.id for d in self.site.devices],
+        snap = build_snapshot(now, readings, [d.id for d in self.site.devices],
                               stale_after_s=self.site.daemon.stale_after_s)
         measured = measured_from_snapshot(self.site, snap)
         self.heartbeat = (self.heartbeat + 1) % 65536
@@ -175,21 +173,12 @@ class RuleBased:
             for dev_id, cmd in list(cmds.items()):
                 if isinstance(cmd, BatterySetpoint):
                     cmds[dev_id] = BatterySetpoint(p_kw=cmd.p_kw, heartbeat=self.heartbeat)
-        for dev_id, cmd in cmds.items():
-            if not isinstance(cmd, BatterySetpoint) and self.last.get(dev_id) == cmd:
-                continue  # unchanged limits and targets are not rewritten
-            result.writes += 1
-            try:
-                res = await fleet.write(dev_id, cmd)
-            except Exception:  # noqa: BLE001 - a failed write is counted, the loop goes on
-                result.writes_failed += 1
-                self.last.pop(dev_id, None)
-                continue
-            if getattr(res, "ok", True):
-                self.last[dev_id] = cmd
-            else:
-                result.writes_failed += 1
-                self.last.pop(dev_id, None)
+        # Every command is written every step, as the daemon re-arms the devices' reversion timers:
+        # one lock-step is longer than those timers.
+        results = await asyncio.gather(*(fleet.write(dev_id, cmd) for dev_id, cmd in cmds.items()),
+                                       return_exceptions=True)
+        result.writes += len(cmds)
+        result.writes_failed += sum(1 for r in results if isinstance(r, BaseException) or not getattr(r, "ok", True))
 
 
 def commands_from_setpoints(site: SiteConfig, values: dict[str, float], snap: Any) -> dict[str, Any]:
@@ -269,7 +258,7 @@ async def run_lockstep(site: SiteConfig, dataset: Any, *, controller: str, start
     with tempfile.TemporaryDirectory(prefix="hil-rtu-") as rtu_dir:
         group, client_site = await serve_site(site, adapters, free_ports=True, rtu_dir=rtu_dir)
         try:
-            async with Fleet.from_site(client_site) as fleet:
+            async with Fleet.from_site(client_site, clock=clock.now) as fleet:
                 for k in range(steps):
                     injector.update(clock.elapsed_s)
                     state = plant.state
@@ -298,5 +287,3 @@ def run_lockstep_sync(*args: Any, **kwargs: Any) -> RunResult:
 def steps_for(days: float, step_s: float) -> int:
     return int(round(days * 86400.0 / step_s))
 
-
-_ = timedelta
