@@ -16,6 +16,7 @@ from edgectl.errors import EX_CONFIG, ConfigError
 # Subcommand modules in the order --help lists them. Each is imported only to build the parser.
 SUBCOMMAND_MODULES = (
     "edgectl.commands.check_config",
+    "drivers.probe",
     "edgectl.daemon.cli",
     "edgectl.commands.status",
     "edgectl.remote.cli",
