@@ -146,11 +146,17 @@ class PlanWorker:
         :class:`DispatchError`.
     in_process
         Solve in the calling thread instead (tests and tiny boxes; still bounded by HiGHS's time limit).
+    first_extra_s
+        Extra time allowed for the first plan of a fresh worker (its imports and the LP build) [s].
     """
 
-    def __init__(self, site: SiteConfig, *, time_box_s: float, in_process: bool = False) -> None:
+    def __init__(
+        self, site: SiteConfig, *, time_box_s: float, in_process: bool = False, first_extra_s: float = 20.0
+    ) -> None:
         self.site = site
         self.time_box_s = time_box_s
+        self.first_extra_s = first_extra_s
+        self._warm = False
         self.in_process = in_process
         self._proc: multiprocessing.process.BaseProcess | None = None
         self._conn: multiprocessing.connection.Connection | None = None
@@ -186,7 +192,7 @@ class PlanWorker:
             try:
                 conn.send(request)
                 # the first plan also pays the worker's imports: allow it a longer box
-                box = self.time_box_s + (20.0 if self.pid is not None and not getattr(self, "_warm", False) else 0.0)
+                box = self.time_box_s + (0.0 if self._warm else self.first_extra_s)
                 if not conn.poll(box):
                     self.kills += 1
                     self._stop_proc(kill=True)

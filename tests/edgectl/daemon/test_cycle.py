@@ -1,0 +1,225 @@
+"""The daemon's cycle logic through the transport seam (an in-memory fleet): priority order, overrides
+with expiry, degradation and recovery, overruns, notify, restart resume, safe setpoints on stop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import site_text
+from fakes import FakeFleet, fake_factory
+
+from drivers.natures import BatterySetpoint, PvLimit, WindLimit
+from edgectl.config import load_site_text
+from edgectl.daemon.notify import Notifier
+from edgectl.daemon.service import Daemon
+from edgectl.store import Store
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _site(tmp_path: Path, **kw: float):  # noqa: ANN202
+    return load_site_text(site_text(state_dir=str(tmp_path / "state"), **kw))
+
+
+async def _run(daemon: Daemon, scenario: Callable[[], Awaitable[None]]) -> int:
+    async def driver() -> None:
+        try:
+            await scenario()
+        finally:
+            daemon.request_stop("test")
+
+    task = asyncio.get_running_loop().create_task(driver())
+    rc = await daemon.run()
+    await task
+    return rc
+
+
+async def _until(pred: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not pred():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+def _batt_writes(fleet: FakeFleet) -> list[BatterySetpoint]:
+    return [c for d, c in fleet.writes if d == "bess" and isinstance(c, BatterySetpoint)]
+
+
+async def test_ready_watchdog_status_and_safe_stop(tmp_path: Path, notify_sink) -> None:  # noqa: ANN001
+    site = _site(tmp_path)
+    fleet = FakeFleet(site)
+    d = Daemon(site, fleet_factory=fake_factory(fleet), notifier=Notifier(notify_sink.path), plan_in_process=True)
+
+    async def scenario() -> None:
+        await _until(lambda: d.cycles >= 6)
+
+    assert await _run(d, scenario) == 0
+    msgs = notify_sink.drain()
+    ready = [i for i, m in enumerate(msgs) if m.get("READY") == "1"]
+    watchdogs = [i for i, m in enumerate(msgs) if m.get("WATCHDOG") == "1"]
+    assert len(ready) == 1 and msgs[ready[0]]["STATUS"].startswith(("OK", "DEGRADED"))
+    assert len(watchdogs) >= 4 and min(watchdogs) > ready[0]  # READY first, then a WATCHDOG per cycle
+    assert msgs[-1]["STOPPING"] == "1"
+    # the last writes are the safe setpoints of the site file
+    last = {dev: cmd for dev, cmd in fleet.writes[-6:]}
+    assert last["bess"].p_kw == 0.0  # type: ignore[union-attr]
+    assert last["pv1"] == PvLimit(limit_pct=100.0) and last["wt1"] == WindLimit(limit_kw=800.0)
+    # battery heartbeats strictly increase, one per write
+    hbs = [c.heartbeat for c in _batt_writes(fleet)]
+    assert hbs == list(range(1, len(hbs) + 1))
+
+
+async def test_manual_override_then_expiry_back_to_auto(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    fleet = FakeFleet(site)
+    d = Daemon(site, fleet_factory=fake_factory(fleet), plan_in_process=True)
+
+    async def scenario() -> None:
+        await _until(lambda: d.cycles >= 2)
+        now = datetime.now(UTC)
+        d.control.set("mode", "manual", source="test", now=now, expires_at=now + timedelta(seconds=1.5))  # type: ignore[union-attr]
+        d.control.set("battery_kw", -300.0, source="test", now=now, expires_at=now + timedelta(seconds=1.5))  # type: ignore[union-attr]
+        # ramp-limited (500 kW/s x 0.2 s per cycle) towards the operator's setpoint
+        await _until(lambda: _batt_writes(fleet)[-1].p_kw == -300.0, timeout_s=1.4)
+        assert d.last_decision.source == "manual"  # type: ignore[union-attr]
+        steps = [w.p_kw for w in _batt_writes(fleet)[-4:]]
+        assert all(abs(b - a) <= 100.0 + 1e-6 for a, b in zip(steps, steps[1:]))
+        await asyncio.sleep(1.6)
+        await _until(lambda: d.last_decision.source != "manual")  # type: ignore[union-attr]
+        assert d.control.view().mode == "auto"  # type: ignore[union-attr]
+
+    await _run(d, scenario)
+    with Store(tmp_path / "state") as st:
+        actions = [a.action for a in st.audit_log(limit=50)]
+    assert "set mode" in actions and "expired mode" in actions and "expired battery_kw" in actions
+
+
+async def test_meter_loss_holds_safe_then_recovers(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    fleet = FakeFleet(site, pv_avail_kw=1500.0, load_kw=200.0)  # surplus: rbc/plan would charge
+    d = Daemon(site, fleet_factory=fake_factory(fleet), plan_in_process=True)
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        await _until(lambda: d.cycles >= 3)
+        fleet.offline.add("meter")
+        await _until(lambda: "meter-loss" in d.degraded)  # after stale_after_s (5 s)
+        seen.append(d.health)
+        n0 = len(fleet.writes)
+        await _until(lambda: len(fleet.writes) > n0 + 2)
+        assert all(c.p_kw == 0.0 for c in _batt_writes(fleet)[-2:])
+        assert d.last_decision.source == "safe"  # type: ignore[union-attr]
+        fleet.offline.discard("meter")
+        await _until(lambda: not d.degraded)
+        seen.append(d.health)
+
+    await _run(d, scenario)
+    assert seen[0].startswith("DEGRADED meter-loss") and seen[1].startswith("OK")
+    with Store(tmp_path / "state") as st:
+        actions = [a.action for a in st.audit_log(limit=100)]
+    assert "degraded" in actions and "recovered" in actions
+
+
+async def test_device_loss_is_reported_and_skipped(tmp_path: Path) -> None:
+    site = _site(tmp_path, cycle_s=0.1)
+    fleet = FakeFleet(site)
+    d = Daemon(site, fleet_factory=fake_factory(fleet), plan_in_process=True)
+    d.cfg = d.cfg.model_copy(update={"stale_after_s": 0.5})
+
+    async def scenario() -> None:
+        await _until(lambda: d.cycles >= 3)
+        fleet.offline.add("pv2")
+        await _until(lambda: "device-loss:pv2" in d.degraded)
+        assert "pv2" not in d.last_decision.commands  # type: ignore[union-attr]
+        fleet.offline.discard("pv2")
+        await _until(lambda: not d.degraded)
+
+    await _run(d, scenario)
+
+
+async def test_overrun_is_counted_and_never_stacks(tmp_path: Path) -> None:
+    site = _site(tmp_path, cycle_s=0.1)
+    fleet = FakeFleet(site)
+    d = Daemon(site, fleet_factory=fake_factory(fleet), plan_in_process=True)
+    active = 0
+    peak = 0
+    orig_poll, orig_write = fleet.poll, fleet.write
+
+    async def slow_poll(group: str = "fast"):  # noqa: ANN202
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            # each step stays inside its own deadline (0.7 / 0.8 x cycle) but together they overrun
+            await asyncio.sleep(0.065 if 5 <= d.cycles < 8 else 0.0)
+            return await orig_poll(group)
+        finally:
+            active -= 1
+
+    async def slow_write(device_id, command):  # noqa: ANN001, ANN202
+        await asyncio.sleep(0.075 if 5 <= d.cycles < 8 else 0.0)
+        return await orig_write(device_id, command)
+
+    fleet.poll = slow_poll  # type: ignore[method-assign]
+    fleet.write = slow_write  # type: ignore[method-assign]
+    d.cfg = d.cfg.model_copy(update={"stale_after_s": 5.0})
+
+    async def scenario() -> None:
+        await _until(lambda: d.cycles >= 12)
+
+    await _run(d, scenario)
+    assert peak == 1
+    assert d.overruns >= 1 and d.skipped >= 1
+    with Store(tmp_path / "state") as st:
+        assert st.get("status")["overruns"] == d.overruns
+
+
+async def test_restart_resumes_mode_overrides_plan_and_heartbeat(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    fleet = FakeFleet(site)
+    d1 = Daemon(site, fleet_factory=fake_factory(fleet), plan_in_process=True)
+
+    async def first() -> None:
+        await _until(lambda: d1.plan_created_at is not None and d1.cycles >= 3)
+        now = datetime.now(UTC)
+        d1.control.set("mode", "manual", source="test", now=now, expires_at=now + timedelta(hours=1))  # type: ignore[union-attr]
+        d1.control.set("battery_kw", 250.0, source="test", now=now, expires_at=now + timedelta(hours=1))  # type: ignore[union-attr]
+        await _until(lambda: _batt_writes(fleet)[-1].p_kw == 250.0)
+
+    await _run(d1, first)
+    plan1 = d1.plan_created_at
+    last_hb = _batt_writes(fleet)[-1].heartbeat
+    fleet.writes.clear()
+    d2 = Daemon(site, fleet_factory=fake_factory(fleet), plan_in_process=True)
+
+    async def second() -> None:
+        await _until(lambda: d2.cycles >= 1)
+        assert d2.control.view().mode == "manual"  # type: ignore[union-attr]
+        assert d2.plan_created_at == plan1  # the stored plan, before any new plan lands
+        # the clean stop wrote 0 kW: the resumed manual setpoint ramps back from there
+        await _until(lambda: _batt_writes(fleet)[-1].p_kw == 250.0, timeout_s=2.0)
+
+    await _run(d2, second)
+    writes = _batt_writes(fleet)
+    assert writes[0].heartbeat == last_hb + 1  # type: ignore[operator]
+    assert [w.heartbeat for w in writes] == list(range(last_hb + 1, last_hb + 1 + len(writes)))  # type: ignore[operator]
+
+
+async def test_corrupt_store_starts_fresh(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    site = _site(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state.db").write_bytes(b"\x00garbage" * 1000)
+    fleet = FakeFleet(site)
+    d = Daemon(site, fleet_factory=fake_factory(fleet), plan_in_process=True)
+
+    async def scenario() -> None:
+        await _until(lambda: d.cycles >= 2)
+
+    assert await _run(d, scenario) == 0
+    assert d.store.recovered_from is not None  # type: ignore[union-attr]
+    assert "moved it to" in caplog.text
