@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -89,6 +90,7 @@ def make_client(
 ) -> mqtt.Client:
     """A paho 2 MQTT 5 client with credentials and TLS set (translating paho/ssl errors)."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.on_socket_open = _no_delay
     if broker.username:
         client.username_pw_set(broker.username, password if password is not None else broker.password)
     if broker.tls or ca_file:
@@ -103,6 +105,14 @@ def make_client(
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise RemoteError(f"TLS setup failed (ca {ca_file}, cert {cert_file}, key {key_file}): {exc}") from exc
     return client
+
+
+def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """Small packets (commands, acks) go out at once: without TCP_NODELAY Nagle costs ~40 ms per ack."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
 
 
 class RemoteLink:

@@ -10,6 +10,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+# ruff: noqa: E501
+
 from edgectl.config import SiteConfig
 from edgectl.remote import COMMANDS
 
@@ -40,7 +42,7 @@ special_text = st.sampled_from([
 
 @st.composite
 def payloads(draw: Any) -> bytes:
-    kind = draw(st.integers(0, 9))
+    kind = draw(st.integers(0, 9))  # 0-6 mostly malformed, 7-9 plausible
     if kind == 0:
         return draw(st.binary(max_size=64))
     if kind == 1:
@@ -49,15 +51,48 @@ def payloads(draw: Any) -> bytes:
         return json.dumps(draw(json_values)).encode()
     if kind == 3:
         return (json.dumps(draw(bodies)) + " " * draw(st.integers(0, 1100))).encode()
-    return json.dumps(draw(bodies)).encode()
+    if kind <= 6:
+        return json.dumps(draw(bodies)).encode()
+    # plausible commands: near-valid values and ttls, to exercise the range checks at their edges
+    body: dict[str, Any] = {"value": draw(st.one_of(numbers, st.sampled_from(["auto", "manual", "rbc", "hold"]),
+                                                    st.none()))}
+    if draw(st.booleans()) or kind == 9:
+        body["ttl_s"] = draw(st.one_of(st.floats(min_value=-10, max_value=4000), st.integers(-5, 4000)))
+    return json.dumps(body).encode()
 
 
-commands = st.tuples(
-    st.one_of(st.sampled_from(["operator", "admin"]), st.text(max_size=8)),
-    st.one_of(st.sampled_from(NAMES), st.text(max_size=12)),
-    payloads(),
-    st.sampled_from(["auto", "manual", "rbc", "hold"]),
-)
+# Around each command's allowed range on the example site (edges included), for plausible commands.
+NEAR = {"battery_kw": (-1100.0, 1100.0), "pv_limit_pct": (-5.0, 105.0), "wind_limit_pct": (-5.0, 105.0),
+        "chiller_override": (-10.0, 3000.0), "tank_target_pct": (0.0, 100.0), "export_limit_kw": (-10.0, 1100.0),
+        "import_limit_kw": (-10.0, 4200.0), "carbon_price": (-1.0, 11.0), "soc_reserve_pct": (0.0, 100.0)}
+
+
+@st.composite
+def plausible(draw: Any, name: str) -> bytes:
+    """A well-formed body for ``name`` with values near and across the edges of its range."""
+    if name == "mode":
+        value: Any = draw(st.sampled_from(["auto", "manual", "rbc", "hold", "Manual", None]))
+    elif name in NEAR:
+        lo, hi = NEAR[name]
+        value = draw(st.one_of(st.floats(min_value=lo, max_value=hi), st.integers(int(lo), int(hi)), st.none()))
+    else:
+        value = draw(numbers)
+    body: dict[str, Any] = {"value": value}
+    if draw(st.integers(0, 4)) > 0:
+        body["ttl_s"] = draw(st.one_of(st.floats(min_value=-1.0, max_value=3700.0), st.integers(-1, 3700)))
+    return json.dumps(body).encode()
+
+
+@st.composite
+def commands(draw: Any) -> tuple[str, str, bytes, str]:
+    """(role, name, payload, current mode): about half malformed or random, half plausible."""
+    name = draw(st.one_of(st.sampled_from(NAMES), st.sampled_from(NAMES), st.text(max_size=12)))
+    if name in COMMANDS and draw(st.integers(0, 9)) < 8:
+        role = COMMANDS[name].role
+    else:
+        role = draw(st.one_of(st.sampled_from(["operator", "admin"]), st.text(max_size=8)))
+    payload = draw(plausible(name)) if draw(st.booleans()) else draw(payloads())
+    return role, name, payload, draw(st.sampled_from(["auto", "manual", "rbc", "hold"]))
 
 
 def valid_setpoint(site: SiteConfig, role: str, name: str, value: Any, ttl_s: Any, mode: str) -> str | None:

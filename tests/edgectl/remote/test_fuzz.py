@@ -16,7 +16,7 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 @settings(max_examples=2000, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(cmd=commands)
+@given(cmd=commands())
 def test_validator_never_crashes_and_never_accepts_invalid(base_site: SiteConfig, cmd) -> None:
     role, name, payload, mode = cmd
     current = {} if mode == "auto" else {"mode": Command("mode", "operator", mode, 60.0, NOW, NOW + timedelta(seconds=60))}
