@@ -231,6 +231,11 @@ def validate_faults(specs: Sequence[FaultSpec], site: Any) -> None:
     problems: list[str] = []
     for spec in specs:
         need, allowed_kinds, _ = KINDS[spec.kind]
+        if spec.kind == "chiller_trip":
+            plant = next((d for d in site.devices if d.kind == "chiller_plant"), None)
+            if plant is not None and spec.params.get("index", 0) >= len(plant.chillers):
+                problems.append(f"{spec.source}: index {spec.params['index']} is not allowed: the chiller plant "
+                                f"has {len(plant.chillers)} chillers (0..{len(plant.chillers) - 1})")
         if spec.device is None:
             if need == "optional" and allowed_kinds and not any(k in allowed_kinds for k in kinds.values()):
                 problems.append(f"{spec.source}: {spec.kind}: the site has no {allowed_kinds[0]} device")
@@ -240,11 +245,6 @@ def validate_faults(specs: Sequence[FaultSpec], site: Any) -> None:
         elif allowed_kinds and kinds[spec.device] not in allowed_kinds:
             problems.append(f"{spec.source}: {spec.kind} applies to {'/'.join(allowed_kinds)} devices, "
                             f"{spec.device!r} is {kinds[spec.device]}")
-        if spec.kind == "chiller_trip":
-            plant = next((d for d in site.devices if d.kind == "chiller_plant"), None)
-            if plant is not None and spec.params.get("index", 0) >= len(plant.chillers):
-                problems.append(f"{spec.source}: index {spec.params['index']} is not allowed: the chiller plant "
-                                f"has {len(plant.chillers)} chillers (0..{len(plant.chillers) - 1})")
     if problems:
         raise ScenarioError("faults", problems)
 
