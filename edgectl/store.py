@@ -339,23 +339,24 @@ class Store:
                 [(k, json.dumps(v, sort_keys=True), now) for k, v in values.items()],
             )
 
-    def next_seq(self, name: str, *, modulo: int = 65536, start: int = 1) -> int:
-        """Advance and commit the counter ``name``, returning the new value (1..modulo-1, wrapping).
+    def next_seq(self, name: str, *, n: int = 1) -> int:
+        """Reserve ``n`` consecutive numbers of counter ``name`` and return the first (counters start at 1
+        and never wrap here; a 16-bit register takes the value modulo 65536).
 
-        Committed before the value is used, so a restart never re-uses a number.
+        Committed before the numbers are used, so a restart never re-uses one.
         """
+        if n < 1:
+            raise ValueError(f"n={n} must be >= 1")
         key = f"seq.{name}"
         with self._write() as conn:
             row = conn.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
-            value = (int(json.loads(row[0])) + 1) if row else start
-            if value >= modulo:
-                value = 1
+            first = (int(json.loads(row[0])) + 1) if row else 1
             conn.execute(
                 "INSERT INTO state (key, value, updated_ts) VALUES (?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value, updated_ts=excluded.updated_ts",
-                (key, json.dumps(value), time.time()),
+                (key, json.dumps(first + n - 1), time.time()),
             )
-        return value
+        return first
 
     def seq(self, name: str) -> int | None:
         """Last committed value of counter ``name`` (None if never advanced)."""

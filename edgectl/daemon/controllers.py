@@ -11,8 +11,9 @@
    starts at the rule-based controller;
 4. **limit layer** (``edgectl.dispatch.realtime.apply_limits``): POI caps, SoC, tank, ramps, every cycle.
 
-A device without a good reading gets no command (it is reported as lost); its share of the plant is
-taken out of the aggregate limits so the others do not count on it.
+A device without a good reading gets no command (it is reported as lost; its own reversion timer
+brings it to its fail-safe), except the battery, which is sent 0 kW with a fresh heartbeat every cycle.
+A lost device's share of the plant is taken out of the aggregate limits so the others do not count on it.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ def safe_commands(site: SiteConfig) -> dict[str, Command]:
     return out
 
 
+def _safe_for(site: SiteConfig, snap: Snapshot) -> dict[str, Command]:
+    """Safe commands for the devices with a good reading, and always for the battery (0 kW)."""
+    batt = site.battery.id if site.battery is not None else None
+    return {d: c for d, c in safe_commands(site).items() if d == batt or snap.good(d) is not None}
+
+
 def _params_for(base: PlantParams, site: SiteConfig, snap: Snapshot, ov: Overrides) -> tuple[PlantParams, list[str]]:
     """Plant limits for this cycle: tightened by admin overrides, lost devices taken out."""
     p = base
@@ -113,8 +120,9 @@ def _commands_from(site: SiteConfig, params: PlantParams, sp: Setpoints, snap: S
             kw = wt.rated_kw if math.isinf(v) else min(max(v, 0.0), wt.rated_kw)
             out[wt.id] = WindLimit(limit_kw=round(kw, 1))
     batt = site.battery
-    if batt is not None and snap.good(batt.id) is not None:
-        v = values.get(batt.id, 0.0)
+    if batt is not None:
+        # a battery without a good reading still gets 0 kW (with a fresh heartbeat) every cycle
+        v = values.get(batt.id, 0.0) if snap.good(batt.id) is not None else 0.0
         out[batt.id] = BatterySetpoint(p_kw=round(min(max(v, -batt.power_kw), batt.power_kw), 1))
     plant = site.chiller_plant
     if plant is not None and snap.good(plant.id) is not None:
@@ -142,7 +150,7 @@ def decide(
     if measured is None:
         degraded.insert(0, "meter-loss")
     if mode == "hold" or measured is None:
-        cmds = {d: c for d, c in safe_commands(site).items() if snap.good(d) is not None}
+        cmds = _safe_for(site, snap)
         return Decision(cmds, "hold" if mode == "hold" else "safe", tuple(degraded))
 
     demand = measured.cooling_kw_th if params.has_chiller else 0.0
@@ -154,7 +162,7 @@ def decide(
         source, k = chain.source_for(now, measured) if mode == "auto" else ("rbc", None)
         if source == "safe_hold":
             degraded.append("measurements-unusable")
-            cmds = {d: c for d, c in safe_commands(site).items() if snap.good(d) is not None}
+            cmds = _safe_for(site, snap)
             return Decision(cmds, "safe", tuple(degraded))
         if source in ("fresh_plan", "last_plan") and chain.plan is not None and k is not None:
             if source == "last_plan":

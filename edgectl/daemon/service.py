@@ -204,6 +204,7 @@ class Daemon:
         self.periods_s: list[float] = []  # start-to-start periods of the last cycles (bench)
         self._worker: PlanWorker | None = None
         self._last_remote_state = 0.0
+        self._warned: dict[str, tuple[float, int, float]] = {}
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -370,7 +371,8 @@ class Daemon:
             group = "all"
             self._last_slow = t_start
         try:
-            readings = await asyncio.wait_for(fleet.poll(group), timeout=max(0.7 * self.cycle_s, 0.05))
+            readings = await asyncio.wait_for(
+                fleet.poll(group, deadline_s=max(0.6 * self.cycle_s, 0.04)), timeout=max(0.7 * self.cycle_s, 0.05))
             self.latest.update(readings)
         except asyncio.TimeoutError:
             log.warning("poll (%s) did not finish within %.2f s: using the last readings", group, 0.7 * self.cycle_s)
@@ -425,14 +427,24 @@ class Daemon:
                 todo[dev] = cmd
         for dev, cmd in list(todo.items()):
             if isinstance(cmd, BatterySetpoint):
-                todo[dev] = dataclasses.replace(cmd, heartbeat=self.store.next_seq(f"hb.{dev}"))
-        if not todo:
-            return []
+                # two numbers per cycle, committed first: this setpoint's, and the one the fleet's
+                # heartbeat() writes after it; a restart continues above both (none re-used)
+                todo[dev] = dataclasses.replace(cmd, heartbeat=self.store.next_seq(f"hb.{dev}", n=2) & 0xFFFF)
+        deadline = max(0.8 * self.cycle_s, 0.1)
         results = await asyncio.gather(
-            *(asyncio.wait_for(fleet.write(dev, cmd), timeout=max(0.8 * self.cycle_s, 0.1))
-              for dev, cmd in todo.items()),
+            *(asyncio.wait_for(fleet.write(dev, cmd), timeout=deadline) for dev, cmd in todo.items()),
             return_exceptions=True,
-        )
+        ) if todo else []
+        heartbeat = getattr(fleet, "heartbeat", None)
+        if heartbeat is not None:
+            try:
+                hb_results = await asyncio.wait_for(heartbeat(), timeout=deadline)
+            except Exception as exc:  # noqa: BLE001 - reported, the devices' own timers are the backstop
+                self._warn("heartbeat", f"heartbeat failed: {type(exc).__name__}: {exc}")
+            else:
+                for dev, res in (hb_results or {}).items():
+                    if not _write_ok(res):
+                        self._warn(f"hb.{dev}", f"heartbeat to {dev} failed: {getattr(res, 'error', res)}")
         failed: list[str] = []
         records: list[SetpointRecord] = []
         for (dev, cmd), res in zip(todo.items(), results):
@@ -440,8 +452,9 @@ class Daemon:
                 failed.append(dev)
                 self.write_failures += 1
                 why = res if isinstance(res, BaseException) else getattr(res, "error", res)
-                log.warning("write %s to %s failed: %s", cmd, dev, why)
+                self._warn(f"write.{dev}", f"write {cmd} to {dev} failed: {type(why).__name__ if isinstance(why, BaseException) else ''} {why}")
                 continue
+            self._warned.pop(f"write.{dev}", None)
             self.last_written[dev] = (cmd, mono)
             if isinstance(cmd, BatterySetpoint):
                 self.p_batt_prev_kw = cmd.p_kw
@@ -449,6 +462,16 @@ class Daemon:
         if records:
             self.store.put_setpoints(records)
         return failed
+
+    def _warn(self, key: str, message: str, *, every_s: float = 60.0) -> None:
+        """Log a repeating problem once, then at most every ``every_s`` (with a count)."""
+        mono = time.monotonic()
+        first, count, last = self._warned.get(key, (mono, 0, -math.inf))
+        count += 1
+        if mono - last >= every_s:
+            log.warning("%s%s", message, f" ({count} times since {mono - first:.0f} s)" if count > 1 else "")
+            last = mono
+        self._warned[key] = (first, count, last)
 
     def _revert_s(self, device_id: str) -> float:
         batt = self.site.battery
@@ -463,7 +486,7 @@ class Daemon:
         cmds = dict(safe_commands(self.site))
         for dev, cmd in cmds.items():
             if isinstance(cmd, BatterySetpoint):
-                cmds[dev] = dataclasses.replace(cmd, heartbeat=self.store.next_seq(f"hb.{dev}"))
+                cmds[dev] = dataclasses.replace(cmd, heartbeat=self.store.next_seq(f"hb.{dev}") & 0xFFFF)
         results = await asyncio.gather(
             *(asyncio.wait_for(fleet.write(dev, cmd), timeout=3.0) for dev, cmd in cmds.items()),
             return_exceptions=True,

@@ -48,9 +48,10 @@ class FakeFleet:
     offline: set[str] = field(default_factory=set)
     poll_delay_s: float = 0.0
     writes: list[tuple[str, Command]] = field(default_factory=list)
+    ctrl_hb: list[int] = field(default_factory=list)  # every battery heartbeat value "written"
     state: dict[str, Command] = field(default_factory=dict)
 
-    async def poll(self, group: str = "fast") -> dict[str, Any]:
+    async def poll(self, group: str = "fast", *, deadline_s: float | None = None) -> dict[str, Any]:
         if self.poll_delay_s:
             await asyncio.sleep(self.poll_delay_s)
         now = datetime.now(UTC)
@@ -97,7 +98,17 @@ class FakeFleet:
             return FakeResult(False, "device offline")
         self.writes.append((device_id, command))
         self.state[device_id] = command
+        if isinstance(command, BatterySetpoint) and command.heartbeat is not None:
+            self.ctrl_hb.append(command.heartbeat)
         return FakeResult(True)
+
+    async def heartbeat(self) -> dict[str, FakeResult]:
+        """Like drivers.fleet.Fleet.heartbeat: the battery's counter + 1 after each cycle."""
+        b = self.site.battery
+        if b is None or b.id in self.offline or not self.ctrl_hb:
+            return {}
+        self.ctrl_hb.append((self.ctrl_hb[-1] + 1) & 0xFFFF)
+        return {b.id: FakeResult(True)}
 
 
 def fake_factory(fleet: FakeFleet):  # noqa: ANN201

@@ -69,9 +69,8 @@ async def test_ready_watchdog_status_and_safe_stop(tmp_path: Path, notify_sink) 
     last = {dev: cmd for dev, cmd in fleet.writes[-6:]}
     assert last["bess"].p_kw == 0.0  # type: ignore[union-attr]
     assert last["pv1"] == PvLimit(limit_pct=100.0) and last["wt1"] == WindLimit(limit_kw=800.0)
-    # battery heartbeats strictly increase, one per write
-    hbs = [c.heartbeat for c in _batt_writes(fleet)]
-    assert hbs == list(range(1, len(hbs) + 1))
+    # battery heartbeats (with the setpoint, then the fleet's heartbeat) count up without gap or repeat
+    assert fleet.ctrl_hb == list(range(1, len(fleet.ctrl_hb) + 1))
 
 
 async def test_manual_override_then_expiry_back_to_auto(tmp_path: Path) -> None:
@@ -150,14 +149,14 @@ async def test_overrun_is_counted_and_never_stacks(tmp_path: Path) -> None:
     peak = 0
     orig_poll, orig_write = fleet.poll, fleet.write
 
-    async def slow_poll(group: str = "fast"):  # noqa: ANN202
+    async def slow_poll(group: str = "fast", *, deadline_s=None):  # noqa: ANN001, ANN202
         nonlocal active, peak
         active += 1
         peak = max(peak, active)
         try:
             # each step stays inside its own deadline (0.7 / 0.8 x cycle) but together they overrun
             await asyncio.sleep(0.065 if 5 <= d.cycles < 8 else 0.0)
-            return await orig_poll(group)
+            return await orig_poll(group, deadline_s=deadline_s)
         finally:
             active -= 1
 
@@ -193,7 +192,7 @@ async def test_restart_resumes_mode_overrides_plan_and_heartbeat(tmp_path: Path)
 
     await _run(d1, first)
     plan1 = d1.plan_created_at
-    last_hb = _batt_writes(fleet)[-1].heartbeat
+    last_hb = fleet.ctrl_hb[-1]
     fleet.writes.clear()
     d2 = Daemon(site, fleet_factory=fake_factory(fleet), plan_in_process=True)
 
@@ -205,9 +204,9 @@ async def test_restart_resumes_mode_overrides_plan_and_heartbeat(tmp_path: Path)
         await _until(lambda: _batt_writes(fleet)[-1].p_kw == 250.0, timeout_s=2.0)
 
     await _run(d2, second)
-    writes = _batt_writes(fleet)
-    assert writes[0].heartbeat == last_hb + 1  # type: ignore[operator]
-    assert [w.heartbeat for w in writes] == list(range(last_hb + 1, last_hb + 1 + len(writes)))  # type: ignore[operator]
+    # the heartbeat sequence continues across the restart: no number lost or used twice
+    assert fleet.ctrl_hb == list(range(1, len(fleet.ctrl_hb) + 1))
+    assert _batt_writes(fleet)[0].heartbeat == last_hb + 1
 
 
 async def test_corrupt_store_starts_fresh(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -41,10 +41,11 @@ def test_state_survives_reopen(tmp_path: Path) -> None:
         assert s.recovered_from is None
 
 
-def test_seq_wraps_without_zero(tmp_path: Path) -> None:
+def test_seq_reserves_blocks(tmp_path: Path) -> None:
     with Store(tmp_path) as s:
-        values = [s.next_seq("x", modulo=4) for _ in range(5)]
-    assert values == [1, 2, 3, 1, 2]
+        values = [s.next_seq("x", n=2) for _ in range(3)]
+        assert s.seq("x") == 6
+    assert values == [1, 3, 5]
 
 
 def test_corrupt_database_is_moved_aside_and_recreated(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
