@@ -21,7 +21,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,6 +133,11 @@ class RemoteLink:
         Called with every audit record (dict) besides the audit topic and the ``edgectl.remote.audit`` log.
     on_expire : callable, optional
         Called (from the sender thread) with each command whose ttl ran out.
+    current : callable, optional
+        Returns the overrides in force in the controller by name (objects with ``value``, ``expires_at``
+        and ``expired(now)``, e.g. the daemon's persisted overrides, which survive restarts). Used to
+        validate commands (the current mode) and for the ``commands`` field of the state. Default: the
+        link's own record of the commands it accepted since start.
     clock : callable, optional
         Returns the timezone-aware UTC time; tests pass a compressed clock.
     """
@@ -152,6 +157,7 @@ class RemoteLink:
         key_file: str | None = None,
         client_id: str | None = None,
         rate_limiter: RateLimiter | None = None,
+        current: Callable[[], Mapping[str, Any]] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         keepalive_s: int = 30,
         reconnect_max_s: int = 10,
@@ -164,6 +170,7 @@ class RemoteLink:
         self._on_audit = on_audit
         self._on_expire = on_expire
         self._clock = clock
+        self._current_source = current
         self._keepalive_s = keepalive_s
         self._window = inflight_window
         self._limiter = rate_limiter or RateLimiter()
@@ -323,18 +330,27 @@ class RemoteLink:
         if self._connected.is_set():
             self._client.publish(topic, payload, qos=1, retain=True)
 
+    def _current(self, now: datetime) -> dict[str, Any]:
+        """The overrides in force, unexpired: the controller's when it supplies them, else the link's."""
+        if self._current_source is not None:
+            try:
+                return {k: c for k, c in dict(self._current_source()).items() if not c.expired(now)}
+            except Exception:
+                log.exception("current() callback failed; using the link's own record")
+        with self._active_lock:
+            return {k: c for k, c in self._active.items() if not c.expired(now)}
+
     def _active_view(self) -> dict[str, Any]:
         now = self._clock()
-        with self._active_lock:
-            return {
-                k: {"value": c.value, "expires_at": c.expires_at.isoformat() if c.expires_at else None, "role": c.role}
-                for k, c in self._active.items()
-                if not c.expired(now)
-            } | {"mode": {"value": current_mode(self._active, now), "expires_at": self._mode_expiry(now)}}
-
-    def _mode_expiry(self, now: datetime) -> str | None:
-        cmd = self._active.get("mode")
-        return cmd.expires_at.isoformat() if cmd and cmd.expires_at and not cmd.expired(now) else None
+        current = self._current(now)
+        view = {
+            k: {"value": c.value, "expires_at": c.expires_at.isoformat() if c.expires_at else None}
+            for k, c in current.items()
+        }
+        mode = current.get("mode")
+        view["mode"] = {"value": current_mode(current, now),
+                        "expires_at": mode.expires_at.isoformat() if mode is not None and mode.expires_at else None}
+        return view
 
     def _refresh_state(self) -> None:
         with self._retained_lock:
@@ -432,9 +448,7 @@ class RemoteLink:
                 self.publish_audit(base | {"ack": ack})
                 return
             role, name = parsed
-            with self._active_lock:
-                current = {k: c for k, c in self._active.items() if not c.expired(now)}
-            result = validate_command(self.site, role, name, bytes(msg.payload), now, current)
+            result = validate_command(self.site, role, name, bytes(msg.payload), now, self._current(now))
         if isinstance(result, Accepted):
             cmd = replace(result.command, correlation_id=corr_hex, client=requester)
             try:

@@ -343,3 +343,20 @@ def test_mosquitto_pub_acked_within_1s(broker: Broker, site: SiteConfig, tmp_pat
             assert rec.commands[0].value == "manual"
     finally:
         watcher.close()
+
+
+def test_controller_supplies_current_overrides(broker: Broker, site: SiteConfig, tmp_path: Path) -> None:
+    """After a daemon restart the controller's persisted overrides (here: manual mode) govern validation."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    resumed = {"mode": Command("mode", "operator", "manual", 600.0, now, now + timedelta(seconds=600))}
+    rec = Recorder()
+    with running(site, broker, tmp_path, rec, current=lambda: resumed):
+        ok = op(broker, site, "battery_kw", 150, 60)
+        assert ok.ack["status"] == "accepted", ok.ack
+        state = json.loads(_get_state(broker, site))
+        assert state["commands"]["mode"]["value"] == "manual"
+        resumed.clear()  # the controller left manual mode
+        again = op(broker, site, "battery_kw", 150, 60)
+        assert again.ack["status"] == "rejected" and "needs mode 'manual'" in again.ack["reason"]
