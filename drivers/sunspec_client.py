@@ -74,7 +74,10 @@ class SunSpecDevice:
                 break
             tried.append(f"{base}: {regs[0]:04x}{regs[1]:04x} is not 'SunS'")
         if found is None:
-            raise SunSpecError(f"unit {self.unit}: no SunSpec marker ({'; '.join(tried)})")
+            hint = ""
+            if tried and all("exception 4" in t or "exception 11" in t or "exception 10" in t for t in tried):
+                hint = " - wrong unit id?"
+            raise SunSpecError(f"unit {self.unit}: no SunSpec marker ({'; '.join(tried)}){hint}")
         models: list[ModelInfo] = []
         addr = found + 2
         while True:
