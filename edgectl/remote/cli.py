@@ -30,7 +30,7 @@ from edgectl.remote.commands import COMMANDS
 from edgectl.remote.link import BrokerUrl, make_client
 from edgectl.remote.topics import Topics
 
-__all__ = ["CommandResult", "get_retained", "register", "run", "send_command", "EX_REJECTED", "EX_TIMEOUT", "EX_UNAVAILABLE"]
+__all__ = ["EX_REJECTED", "EX_TIMEOUT", "EX_UNAVAILABLE", "CommandResult", "get_retained", "register", "run", "send_command"]
 
 EX_REJECTED = 1
 EX_TIMEOUT = 3
@@ -220,18 +220,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     password = os.environ.get("EDGECTL_MQTT_PASSWORD")
-    common = dict(site=args.site, prefix=args.prefix, ca=args.ca, cert=args.cert, key=args.key,
-                  password=password, timeout_s=args.timeout)
+    common: dict[str, Any] = {"site": args.site, "prefix": args.prefix, "ca": args.ca, "cert": args.cert,
+                              "key": args.key, "password": password, "timeout_s": args.timeout}
     try:
         if args.verb == "get":
-            data = get_retained(args.broker, what=args.what, **common)  # type: ignore[arg-type]
+            data = get_retained(args.broker, what=args.what, **common)
             if data is None:
                 print(f"no retained {args.what} for site {args.site!r} within {args.timeout:g} s", file=sys.stderr)
                 return EX_TIMEOUT
             print(data.decode("utf-8", errors="replace"))
             return 0
         result = send_command(args.broker, name=args.name, value=_parse_value(args.value), ttl_s=args.ttl,
-                              role=args.role, **common)  # type: ignore[arg-type]
+                              role=args.role, **common)
     except RemoteError as exc:
         print(f"edgectl remote: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE

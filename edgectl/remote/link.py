@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -214,7 +214,7 @@ class RemoteLink:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> RemoteLink:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -407,19 +407,20 @@ class RemoteLink:
     def _handle_command(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
         now = self._clock()
         props = msg.properties
-        response_topic = getattr(props, "ResponseTopic", None) if props is not None else None
+        raw_topic = getattr(props, "ResponseTopic", None) if props is not None else None
+        response_topic: str = raw_topic if isinstance(raw_topic, str) else ""
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
         corr_hex = _correlation_text(bytes(correlation)) if correlation else ""
         parsed = self.topics.parse_cmd(msg.topic)
-        requester = self.topics.resp_client(response_topic) if isinstance(response_topic, str) else None
+        requester = self.topics.resp_client(response_topic) if response_topic else None
         with self._stats_lock:
             self._stats["commands"] += 1
-        base = {"event": "command", "topic": msg.topic, "payload": _printable(msg.payload),
-                "response_topic": response_topic, "correlation_id": corr_hex, "client": requester}
+        base = {"event": "command", "topic": msg.topic, "payload": _printable(bytes(msg.payload)),
+                "response_topic": raw_topic, "correlation_id": corr_hex, "client": requester}
         if requester is None:
             reason = (
                 f"no usable ResponseTopic: commands must set an MQTT 5 ResponseTopic under "
-                f"{self.topics.resp_base}/<user>/<id> (got {response_topic!r}); not answered"
+                f"{self.topics.resp_base}/<user>/<id> (got {raw_topic!r}); not answered"
             )
             self._count("rejected")
             self.publish_audit(base | {"ack": {"status": "rejected", "reason": reason}})

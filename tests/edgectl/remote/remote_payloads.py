@@ -10,8 +10,6 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-# ruff: noqa: E501
-
 from edgectl.config import SiteConfig
 from edgectl.remote import COMMANDS
 

@@ -71,11 +71,11 @@ def test_unreachable_broker_exits_69(site: SiteConfig, capsys: pytest.CaptureFix
 def test_get_state_subprocess(link: RemoteLink, broker: Broker, site: SiteConfig) -> None:
     link.publish_state({"mode": "auto", "soc_pct": 61.5})
     cmd = [sys.executable, "-m", "edgectl.cli", "remote", *_run(broker, site, "viewer", "get", "state")]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
     assert out.returncode == 0, out.stderr
     state = json.loads(out.stdout)
     assert state["soc_pct"] == 61.5 and state["commands"]["mode"]["value"] == "auto"
     none = subprocess.run([sys.executable, "-m", "edgectl.cli", "remote", "--broker", broker.url("viewer"),
                            "--site", "no-such-site", "--timeout", "0.5", "get", "state"],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, check=False)
     assert none.returncode == 3 and "no retained state" in none.stderr

@@ -294,7 +294,7 @@ def test_status_online_and_last_will(broker: Broker, site: SiteConfig, tmp_path:
         link.start()
         assert link.wait_connected(5)
         assert status.wait_for(lambda ms: [m.payload for m in ms] == [b"online"])
-        link._client._sock.close()  # abrupt loss: the broker publishes the will  # noqa: SLF001
+        link._client._sock.close()  # abrupt loss: the broker publishes the will
         assert status.wait_for(lambda ms: b"offline" in [m.payload for m in ms], 6)
         assert status.wait_for(lambda ms: [m.payload for m in ms][-1] == b"online", 15)  # reconnected
         link.stop()
