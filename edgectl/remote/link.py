@@ -176,7 +176,7 @@ class RemoteLink:
         self._limiter = rate_limiter or RateLimiter()
         state = Path(state_dir)
         self._db_path = state / "remote.sqlite"
-        self._acks = AckStore(self._db_path)
+        self._acks: AckStore | None = None
         self._outbox_max = site.mqtt.outbox_max_messages
         self._client = make_client(
             client_id or f"edgectl-{site.site.id}",
@@ -225,6 +225,7 @@ class RemoteLink:
         """Open the outbox, start the sender thread and paho's loop; returns at once (connects in background)."""
         if self._sender is not None:
             raise RemoteError("RemoteLink already started")
+        self._acks = AckStore(self._db_path)
         self._outbox = Outbox(self._db_path, max_messages=self._outbox_max)
         self._backlog_historical = self._outbox.has_historical() or len(self._outbox) > 0
         self._stopping.clear()
@@ -262,7 +263,9 @@ class RemoteLink:
         if self._outbox is not None:
             self._outbox.close()
             self._outbox = None
-        self._acks.close()
+        if self._acks is not None:
+            self._acks.close()
+            self._acks = None
 
     @property
     def connected(self) -> bool:
@@ -371,7 +374,8 @@ class RemoteLink:
             return
         self.connect_count += 1
         client.publish(self.topics.status, b"online", qos=1, retain=True)
-        client.subscribe(self.topics.cmd_filter, options=SubscribeOptions(qos=1, noLocal=True))
+        client.subscribe(self.topics.cmd_filter, options=SubscribeOptions(
+            qos=1, noLocal=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
         with self._retained_lock:
             retained = list(self._retained.items())
         for topic, payload in retained:
@@ -405,6 +409,9 @@ class RemoteLink:
             log.exception("command handling failed for topic %r", msg.topic)
 
     def _handle_command(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        acks = self._acks
+        if acks is None:  # stopping
+            return
         now = self._clock()
         props = msg.properties
         raw_topic = getattr(props, "ResponseTopic", None) if props is not None else None
@@ -431,7 +438,13 @@ class RemoteLink:
             self._count("rejected")
             self.publish_audit(base | {"ack": ack})
             return
-        known = self._acks.get(corr_hex)
+        if msg.retain:  # a command must be a fresh request, never a stale retained message
+            ack = _ack("rejected", "retained commands are not accepted: publish commands with retain=false")
+            self._answer(client, response_topic, correlation, ack)
+            self._count("rejected")
+            self.publish_audit(base | {"ack": ack})
+            return
+        known = acks.get(corr_hex)
         if known is not None:
             self._answer(client, response_topic, correlation, known)
             self._count("duplicates")
@@ -466,7 +479,7 @@ class RemoteLink:
             ack = _ack("rejected", result.reason)
         ack["name"] = parsed[1] if parsed else None
         ack["correlation_id"] = corr_hex
-        self._acks.put(corr_hex, ack)
+        acks.put(corr_hex, ack)
         self._answer(client, response_topic, correlation, ack)
         self._count("accepted" if ack["status"] == "accepted" else "rejected")
         self.publish_audit(base | {"ack": ack})

@@ -360,3 +360,20 @@ def test_controller_supplies_current_overrides(broker: Broker, site: SiteConfig,
         resumed.clear()  # the controller left manual mode
         again = op(broker, site, "battery_kw", 150, 60)
         assert again.ack["status"] == "rejected" and "needs mode 'manual'" in again.ack["reason"]
+
+
+def test_retained_command_is_never_applied(broker: Broker, site: SiteConfig, tmp_path: Path) -> None:
+    """A stale retained command on a command topic is not delivered to (or applied by) a starting link."""
+    topic = f"edgectl/{site.site.id}/cmd/operator/mode"
+    base = ["mosquitto_pub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(broker.port), "-u", "operator",
+            "-P", PASSWORDS["operator"], "-q", "1", "-t", topic, "-r"]
+    subprocess.run([*base, "-m", '{"value": "hold", "ttl_s": 600}', "-D", "publish", "response-topic",
+                    f"edgectl/{site.site.id}/resp/operator/r1", "-D", "publish", "correlation-data", "stale-1"],
+                   check=True, capture_output=True, timeout=5)
+    rec = Recorder()
+    try:
+        with running(site, broker, tmp_path, rec) as link:
+            time.sleep(0.5)
+            assert rec.commands == [] and link.stats()["commands"] == 0 and link.overrides() == {}
+    finally:
+        subprocess.run([*base, "-n"], check=True, capture_output=True, timeout=5)  # clear the retained message
