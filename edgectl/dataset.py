@@ -29,15 +29,16 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from edgectl.errors import ConfigError
 
-__all__ = ["DEFAULT_DATASET", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "Dataset", "DatasetError", "load_dataset"]
+__all__ = ["DEFAULT_DATASET", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "Dataset", "DatasetError", "load_dataset"]
 
 DEFAULT_DATASET = Path(__file__).resolve().parent.parent / "hil_sim" / "data" / "park_year.csv"
 
@@ -88,12 +89,12 @@ class Dataset:
 
     @property
     def start(self) -> datetime:
-        return datetime.fromtimestamp(int(self.t_unix_s[0]), tz=timezone.utc)
+        return datetime.fromtimestamp(int(self.t_unix_s[0]), tz=UTC)
 
     @property
     def end(self) -> datetime:
         """End of the last period (exclusive)."""
-        return datetime.fromtimestamp(int(self.t_unix_s[-1]) + self.step_s, tz=timezone.utc)
+        return datetime.fromtimestamp(int(self.t_unix_s[-1]) + self.step_s, tz=UTC)
 
     def index_at(self, t: datetime) -> int:
         """Row whose period contains ``t`` (tz-aware); ValueError outside the data."""
@@ -104,7 +105,7 @@ class Dataset:
             raise ValueError(f"time {t.isoformat()} is outside the data {self.start.isoformat()} .. {self.end.isoformat()}")
         return k
 
-    def prices(self, site) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001 - SiteConfig (avoid import cycle)
+    def prices(self, site) -> tuple[np.ndarray, np.ndarray]:
         """Import and export price per row [currency/kWh]: the file's columns, else the site tariff."""
         if self.price_import is not None:
             p_imp = self.price_import
@@ -113,14 +114,14 @@ class Dataset:
         p_exp = self.price_export if self.price_export is not None else np.full(self.n, site.tariff.export_price_per_kwh)
         return p_imp, p_exp
 
-    def carbon(self, site) -> np.ndarray:  # noqa: ANN001
+    def carbon(self, site) -> np.ndarray:
         """Carbon intensity per row [kg CO2/kWh]: the file's column, else the site default."""
         if self.carbon_kg_per_kwh is not None:
             return self.carbon_kg_per_kwh
         return np.full(self.n, site.carbon.default_intensity_kg_per_kwh)
 
 
-def tariff_import_prices(site, t_unix_s: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def tariff_import_prices(site, t_unix_s: np.ndarray) -> np.ndarray:
     """Import price [currency/kWh] by the site tariff's local-time hours for each UTC instant."""
     table = np.array(site.tariff.price_by_local_hour())
     zone = ZoneInfo(site.site.timezone)
@@ -150,7 +151,7 @@ def load_dataset(path: str | Path, *, step_min: int | None = None) -> Dataset:
     """
     source = str(path)
     try:
-        fh = open(path, newline="", encoding="utf-8")
+        fh = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise _fail(source, f"cannot read file: {exc.strerror or exc}") from None
     with fh:
@@ -253,7 +254,7 @@ def resample(ds: Dataset, *, step_min: int) -> Dataset:
         t_new = (ds.t_unix_s[:, None] + np.arange(k)[None, :] * new).ravel()
         c_old = ds.t_unix_s + ds.step_s / 2.0
         c_new = t_new + new / 2.0
-        out: dict[str, np.ndarray | None] = {}
+        out: dict[str, Any] = {}
         for c in cols:
             v = getattr(ds, c)
             if v is None:
@@ -269,8 +270,8 @@ def resample(ds: Dataset, *, step_min: int) -> Dataset:
     m = ds.n // k
     if m < 1:
         raise _fail(ds.source, f"step_min: value {step_min} is longer than the whole file")
-    out = {}
+    out2: dict[str, Any] = {}
     for c in cols:
         v = getattr(ds, c)
-        out[c] = None if v is None else v[: m * k].reshape(m, k).mean(axis=1)
-    return replace(ds, t_unix_s=ds.t_unix_s[: m * k : k].copy(), step_s=new, **out)
+        out2[c] = None if v is None else v[: m * k].reshape(m, k).mean(axis=1)
+    return replace(ds, t_unix_s=ds.t_unix_s[: m * k : k].copy(), step_s=new, **out2)

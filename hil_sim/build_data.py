@@ -22,9 +22,10 @@ site TOML with ``tomllib``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tomllib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -48,7 +49,7 @@ def _tariff_table(site_toml: dict) -> tuple[list[float], float, str]:
         for start, end in period["hours"]:
             for h in range(start, end):
                 table[h] = float(period["price_per_kwh"])
-    if any(p != p for p in table):
+    if any(math.isnan(p) for p in table):
         raise SystemExit("tariff periods do not cover 24 hours")
     return table, float(site_toml["tariff"]["export_price_per_kwh"]), site_toml["site"]["timezone"]
 
@@ -56,12 +57,12 @@ def _tariff_table(site_toml: dict) -> tuple[list[float], float, str]:
 def build(*, out: Path = DEFAULT_OUT, site_path: Path = DEFAULT_SITE) -> dict[str, float]:
     """Read the sources, scale them to the example park and write the CSV; return summary figures."""
     try:
+        import citylearn  # type: ignore[import-not-found]
         import numpy as np
-        import pandas as pd
-        import pvlib
-        import citylearn
-        import windpowerlib  # noqa: F401 - only its data file is used (edgectl/data/wind_power_curves.csv)
-        from demandlib import bdew
+        import pandas as pd  # type: ignore[import-untyped]
+        import pvlib  # type: ignore[import-not-found]
+        import windpowerlib  # type: ignore[import-not-found]  # noqa: F401 - only its data file is used (edgectl/data/wind_power_curves.csv)
+        from demandlib import bdew  # type: ignore[import-not-found]
     except ImportError as exc:  # pragma: no cover - exercised by hand
         raise SystemExit(
             f"missing source package ({exc.name}); create the data venv as in hil_sim/build_data.py's docstring"
@@ -70,10 +71,10 @@ def build(*, out: Path = DEFAULT_OUT, site_path: Path = DEFAULT_SITE) -> dict[st
     n = 8760
     # --- weather: TMY3 Greensboro NC, hour-ending local standard time -> period start UTC
     tmy_path = Path(pvlib.__file__).parent / "data" / "723170TYA.CSV"
-    weather, meta = pvlib.iotools.read_tmy3(str(tmy_path), map_variables=True)
+    weather, _meta = pvlib.iotools.read_tmy3(str(tmy_path), map_variables=True)
     if len(weather) != n:
         raise SystemExit(f"{tmy_path}: expected {n} rows, found {len(weather)}")
-    start_utc = datetime(YEAR, 1, 1, tzinfo=timezone.utc) - timedelta(hours=TMY_UTC_OFFSET_H)
+    start_utc = datetime(YEAR, 1, 1, tzinfo=UTC) - timedelta(hours=TMY_UTC_OFFSET_H)
     times = [start_utc + timedelta(hours=i) for i in range(n)]
 
     # --- cooling demand: citylearn 2020 climate zone 1, nine buildings summed

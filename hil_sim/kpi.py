@@ -18,7 +18,7 @@ import numpy as np
 
 from hil_sim.plant import Ledger, Trace
 
-__all__ = ["Kpis", "compute_kpis", "kpis_from_plant", "format_table", "to_json", "monthly_peaks_kw"]
+__all__ = ["Kpis", "compute_kpis", "format_table", "kpis_from_plant", "monthly_peaks_kw", "to_json"]
 
 DEMAND_WINDOW_S = 900
 
@@ -77,7 +77,7 @@ def monthly_peaks_kw(t_unix_s: np.ndarray, dt_s: np.ndarray, p_grid_kw: np.ndarr
     return peaks
 
 
-def compute_kpis(trace: Trace, ledger: Ledger, site) -> Kpis:  # noqa: ANN001 - SiteConfig
+def compute_kpis(trace: Trace, ledger: Ledger, site) -> Kpis:
     """KPIs of a run from its per-step trace and energy ledger."""
     a = trace.arrays()
     dt_h = a["dt_s"] / 3600.0
@@ -119,7 +119,7 @@ def compute_kpis(trace: Trace, ledger: Ledger, site) -> Kpis:  # noqa: ANN001 - 
     )
 
 
-def kpis_from_plant(plant) -> Kpis:  # noqa: ANN001 - hil_sim.plant.Plant
+def kpis_from_plant(plant) -> Kpis:
     """KPIs of a plant run with ``record=True``."""
     if plant.trace is None:
         raise ValueError("the plant was built with record=False: no trace to compute KPIs from")

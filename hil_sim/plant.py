@@ -31,8 +31,8 @@ Step model (for ``dt_s`` seconds from ``plant.t``; the dataset row containing ``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -45,18 +45,18 @@ from edgectl.physics.site import Profiles, available_profiles
 from hil_sim.errors import SimError
 
 __all__ = [
+    "BatteryState",
+    "ChillerPlantState",
+    "ChillerState",
+    "CommandRejected",
+    "Ledger",
+    "MeterState",
     "Plant",
     "PlantState",
-    "MeterState",
     "PvState",
-    "WindState",
-    "BatteryState",
-    "ChillerState",
-    "ChillerPlantState",
     "SwitchgearState",
-    "Ledger",
     "Trace",
-    "CommandRejected",
+    "WindState",
 ]
 
 V_NOMINAL_V = 10000.0  # POI line-to-line voltage when energised [V]
@@ -420,7 +420,7 @@ class Plant:
         )
         self._meter_imp = 0.0
         self._meter_exp = 0.0
-        cap = int(math.ceil((self._t_end - self._t_s) / max(step_s, 1.0))) + 1
+        cap = math.ceil((self._t_end - self._t_s) / max(step_s, 1.0)) + 1
         self.trace: Trace | None = Trace(min(cap, 2_000_000)) if record else None
         self._state: PlantState | None = self._initial_state()
 
@@ -429,7 +429,7 @@ class Plant:
     @property
     def t(self) -> datetime:
         """Current simulated time (UTC)."""
-        return datetime.fromtimestamp(self._t_s, tz=timezone.utc)
+        return datetime.fromtimestamp(self._t_s, tz=UTC)
 
     @property
     def elapsed_s(self) -> float:
@@ -438,7 +438,7 @@ class Plant:
     @property
     def end(self) -> datetime:
         """End of the data: the plant cannot step past it."""
-        return datetime.fromtimestamp(self._t_end, tz=timezone.utc)
+        return datetime.fromtimestamp(self._t_end, tz=UTC)
 
     @property
     def state(self) -> PlantState:
@@ -670,7 +670,6 @@ class Plant:
         islanded = not connected
         blackout = False
         grid_forming = False
-        curtailed_island = 0.0
         if connected:
             p_grid = load_served + p_ch - sum(pv_p.values()) - sum(wt_p.values()) - p_bat
         else:
@@ -684,7 +683,6 @@ class Plant:
                     grid_forming = True
                     if net < -p_ch_max:
                         excess = -p_ch_max - net
-                        curtailed_island = excess
                         for group in (pv_p, wt_p):
                             for dev in group:
                                 cut = min(group[dev], excess)
@@ -704,8 +702,7 @@ class Plant:
                 p_bat = 0.0
                 if self._cp is not None:
                     q_ch, q_tank, q_unmet, p_ch, q_each, p_each = self._cooling(demand, temp, dt_s, False)
-        for dev in wt_p:
-            self._wt_p[dev] = wt_p[dev]
+        self._wt_p.update(wt_p)
 
         # 7 integrate
         pv_total = sum(pv_p.values())
@@ -737,10 +734,10 @@ class Plant:
         led.e_unserved_kwh += (load - load_served) * dt_h
         led.e_shed_kwh += load * (1.0 - frac) * dt_h
         led.e_chiller_kwh += p_ch * dt_h
-        for dev in pv_p:
-            self._pv_e[dev] += pv_p[dev] * dt_h
-        for dev in wt_p:
-            self._wt_e[dev] += wt_p[dev] * dt_h
+        for dev, p in pv_p.items():
+            self._pv_e[dev] += p * dt_h
+        for dev, p in wt_p.items():
+            self._wt_e[dev] += p * dt_h
         if islanded:
             led.islanded_s += dt_s
         if blackout:
@@ -783,12 +780,12 @@ class Plant:
                 float(islanded), float(blackout),
             ))
         self._t_s = t_s + dt_s
-        self._last = dict(
-            k=k, p_grid=p_grid, load=load, load_served=load_served, pv_p=pv_p, wt_p=wt_p, p_bat=p_bat,
-            p_ch_max=p_ch_max, p_dis_max=p_dis_max, setpoint=setpoint, reverted=reverted, grid_forming=grid_forming,
-            islanded=islanded, blackout=blackout, q_ch=q_ch, q_tank=q_tank, q_unmet=q_unmet, p_ch=p_ch,
-            q_each=q_each, p_each=p_each, demand=demand, temp=temp,
-        )
+        self._last = {
+            "k": k, "p_grid": p_grid, "load": load, "load_served": load_served, "pv_p": pv_p, "wt_p": wt_p, "p_bat": p_bat,
+            "p_ch_max": p_ch_max, "p_dis_max": p_dis_max, "setpoint": setpoint, "reverted": reverted, "grid_forming": grid_forming,
+            "islanded": islanded, "blackout": blackout, "q_ch": q_ch, "q_tank": q_tank, "q_unmet": q_unmet, "p_ch": p_ch,
+            "q_each": q_each, "p_each": p_each, "demand": demand, "temp": temp,
+        }
         self._state = None
         return self.state
 
@@ -805,13 +802,13 @@ class Plant:
                 soc_min_pct=bat.soc_min_pct, soc_max_pct=bat.soc_max_pct,
                 eta_charge=bat.eta_charge, eta_discharge=bat.eta_discharge,
             )
-        self._last = dict(
-            k=k, p_grid=0.0, load=self._load[k], load_served=self._load[k],
-            pv_p={d: 0.0 for d in self._pv_cfg}, wt_p={d: 0.0 for d in self._wt_cfg}, p_bat=0.0,
-            p_ch_max=p_ch_max, p_dis_max=p_dis_max, setpoint=0.0, reverted=False, grid_forming=False,
-            islanded=False, blackout=False, q_ch=0.0, q_tank=0.0, q_unmet=0.0, p_ch=0.0,
-            q_each=[0.0] * n_ch, p_each=[0.0] * n_ch, demand=self._cool[k], temp=self._temp[k],
-        )
+        self._last = {
+            "k": k, "p_grid": 0.0, "load": self._load[k], "load_served": self._load[k],
+            "pv_p": {d: 0.0 for d in self._pv_cfg}, "wt_p": {d: 0.0 for d in self._wt_cfg}, "p_bat": 0.0,
+            "p_ch_max": p_ch_max, "p_dis_max": p_dis_max, "setpoint": 0.0, "reverted": False, "grid_forming": False,
+            "islanded": False, "blackout": False, "q_ch": 0.0, "q_tank": 0.0, "q_unmet": 0.0, "p_ch": 0.0,
+            "q_each": [0.0] * n_ch, "p_each": [0.0] * n_ch, "demand": self._cool[k], "temp": self._temp[k],
+        }
         return self._build_state()
 
     def _build_state(self) -> PlantState:

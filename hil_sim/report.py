@@ -5,11 +5,9 @@ matplotlib is an optional dependency (extra ``plot``), imported only when a plot
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
-
-import numpy as np
 
 from hil_sim.errors import SimError
 from hil_sim.plant import Trace
@@ -59,10 +57,10 @@ def plot_window(
     sel = (t >= t0) & (t < t0 + hours * 3600.0)
     if not sel.any():
         raise SimError(
-            f"no step in the window starting {datetime.fromtimestamp(t0, tz=timezone.utc).isoformat()} "
+            f"no step in the window starting {datetime.fromtimestamp(t0, tz=UTC).isoformat()} "
             f"({hours:g} h); the run covers "
-            f"{datetime.fromtimestamp(float(t[0]), tz=timezone.utc).isoformat()} .. "
-            f"{datetime.fromtimestamp(float(t[-1] + a['dt_s'][-1]), tz=timezone.utc).isoformat()}"
+            f"{datetime.fromtimestamp(float(t[0]), tz=UTC).isoformat()} .. "
+            f"{datetime.fromtimestamp(float(t[-1] + a['dt_s'][-1]), tz=UTC).isoformat()}"
         )
     zone = ZoneInfo(tz)
     x = [datetime.fromtimestamp(v, tz=zone) for v in t[sel].tolist()]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["power_limits_kw", "energy_step_kwh", "setpoint_after_reversion_kw"]
+__all__ = ["energy_step_kwh", "power_limits_kw", "setpoint_after_reversion_kw"]
 
 
 def power_limits_kw(

@@ -22,19 +22,19 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = [
     "EirCurves",
-    "default_curves",
-    "eir_ft",
-    "eir_fplr",
     "chiller_cop",
+    "default_curves",
+    "eir_fplr",
+    "eir_ft",
     "stage_chillers",
 ]
 
@@ -153,8 +153,9 @@ def stage_chillers(
     p_each_kw : electric power per chiller, shape (N, *q.shape) [kW]
     """
     if np.ndim(q_kw_th) == 0 and np.ndim(t_supply_c) == 0 and np.ndim(temp_air_c) == 0:
-        q_s, p_s = _stage_scalar(float(q_kw_th), capacity_kw_th, cop_nominal, min_part_load, available,
-                                 float(t_supply_c), float(temp_air_c), curves or default_curves())
+        q_s, p_s = _stage_scalar(float(np.asarray(q_kw_th)), capacity_kw_th, cop_nominal, min_part_load, available,
+                                 float(np.asarray(t_supply_c)), float(np.asarray(temp_air_c)),
+                                 curves or default_curves())
         return np.array(q_s), np.array(p_s)
     q = np.maximum(np.asarray(q_kw_th, dtype=float), 0.0)
     n_ch = len(capacity_kw_th)

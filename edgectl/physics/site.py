@@ -38,7 +38,7 @@ class Profiles:
         return int(self.t_unix_s.size)
 
 
-def available_profiles(site, dataset) -> Profiles:  # noqa: ANN001 - SiteConfig, Dataset
+def available_profiles(site, dataset) -> Profiles:
     """Compute available PV and wind power, chiller COP, demand and prices for every step.
 
     Parameters

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["solar_position_deg", "aoi_deg", "poa_irradiance_wm2"]
+__all__ = ["aoi_deg", "poa_irradiance_wm2", "solar_position_deg"]
 
 
 def solar_position_deg(

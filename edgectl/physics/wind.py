@@ -24,10 +24,10 @@ from edgectl.errors import ConfigError
 __all__ = [
     "POWER_CURVES_CSV",
     "PowerCurve",
-    "turbine_types",
-    "power_curve",
-    "hub_wind_speed_ms",
     "curve_power_kw",
+    "hub_wind_speed_ms",
+    "power_curve",
+    "turbine_types",
     "wind_output_kw",
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
@@ -168,8 +169,8 @@ def test_step_coarser_than_an_hour(tmp_path: Path) -> None:
 
 def test_index_at(tmp_path: Path) -> None:
     ds = load_dataset(_write(tmp_path, _rows()))
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    assert ds.index_at(datetime(2025, 6, 1, 1, 30, tzinfo=timezone.utc)) == 1
+    assert ds.index_at(datetime(2025, 6, 1, 1, 30, tzinfo=UTC)) == 1
     with pytest.raises(ValueError, match="outside the data"):
-        ds.index_at(datetime(2025, 6, 2, tzinfo=timezone.utc))
+        ds.index_at(datetime(2025, 6, 2, tzinfo=UTC))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +11,16 @@ import pytest
 
 from drivers.natures import BatterySetpoint
 from edgectl.config import load_site_text
+from edgectl.dataset import load_dataset
 from hil_sim.kpi import compute_kpis, format_table, kpis_from_plant, monthly_peaks_kw, to_json
 from hil_sim.plant import Ledger, Plant, Trace
-from edgectl.dataset import load_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = load_site_text((ROOT / "config" / "site.example.toml").read_text())
 
 
 def _ts(*args: int) -> float:
-    return datetime(*args, tzinfo=timezone.utc).timestamp()
+    return datetime(*args, tzinfo=UTC).timestamp()
 
 
 def _trace(rows: list[dict[str, float]]) -> Trace:
@@ -50,10 +50,10 @@ def test_monthly_peak_uses_15_min_averages_in_site_time() -> None:
 def test_kpis_by_hand() -> None:
     t0 = _ts(2025, 6, 1, 12, 0)
     tr = _trace([
-        dict(t_unix_s=t0, dt_s=900, p_grid_kw=2000, price_import=1.0, price_export=0.3, carbon_kg_per_kwh=0.5),
-        dict(t_unix_s=t0 + 900, dt_s=900, p_grid_kw=-400, price_import=1.0, price_export=0.3, carbon_kg_per_kwh=0.5),
-        dict(t_unix_s=_ts(2025, 7, 15, 12), dt_s=900, p_grid_kw=1000, price_import=0.5, price_export=0.3,
-             carbon_kg_per_kwh=0.4),
+        {"t_unix_s": t0, "dt_s": 900, "p_grid_kw": 2000, "price_import": 1.0, "price_export": 0.3, "carbon_kg_per_kwh": 0.5},
+        {"t_unix_s": t0 + 900, "dt_s": 900, "p_grid_kw": -400, "price_import": 1.0, "price_export": 0.3, "carbon_kg_per_kwh": 0.5},
+        {"t_unix_s": _ts(2025, 7, 15, 12), "dt_s": 900, "p_grid_kw": 1000, "price_import": 0.5, "price_export": 0.3,
+             "carbon_kg_per_kwh": 0.4},
     ])
     led = Ledger(batt_capacity_kwh=2000.0, e_batt_charge_kwh=1000.0, e_batt_discharge_kwh=900.0,
                  import_excursion_steps=2, import_excess_kwh=12.5, q_unmet_kwh_th=7.0, e_unserved_kwh=3.0,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ SITE = load_site_text((ROOT / "config" / "site.example.toml").read_text())
 
 def test_plot_window_writes_a_png(tmp_path: Path) -> None:
     ds = load_dataset(DEFAULT_DATASET, step_min=15)
-    start = datetime(2025, 7, 10, tzinfo=timezone.utc)
+    start = datetime(2025, 7, 10, tzinfo=UTC)
     plant = Plant(SITE, ds, start=start)
     for i in range(4 * 48):
         plant.apply("bess", BatterySetpoint(p_kw=-300.0 if i % 96 < 40 else 400.0, heartbeat=i))
@@ -30,6 +30,6 @@ def test_plot_window_writes_a_png(tmp_path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 20_000
     with pytest.raises(SimError, match="no step in the window"):
-        plot_window(plant.trace, tmp_path / "x.png", start=datetime(2025, 1, 1, tzinfo=timezone.utc), hours=5)
+        plot_window(plant.trace, tmp_path / "x.png", start=datetime(2025, 1, 1, tzinfo=UTC), hours=5)
     with pytest.raises(SimError, match="hours"):
         plot_window(plant.trace, tmp_path / "x.png", hours=0)

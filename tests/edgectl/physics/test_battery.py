@@ -6,7 +6,7 @@ import pytest
 
 from edgectl.physics import battery
 
-KW = dict(capacity_kwh=2000.0, power_kw=1000.0, soc_min_pct=10.0, soc_max_pct=95.0, eta_charge=0.95, eta_discharge=0.95)
+KW = {"capacity_kwh": 2000.0, "power_kw": 1000.0, "soc_min_pct": 10.0, "soc_max_pct": 95.0, "eta_charge": 0.95, "eta_discharge": 0.95}
 
 
 def test_power_limits_rating_and_soc_window() -> None:

@@ -8,7 +8,7 @@ import pytest
 from edgectl.physics import chiller
 
 CV = chiller.default_curves()
-REF = dict(t_supply_c=6.67, temp_air_c=29.44)
+REF = {"t_supply_c": 6.67, "temp_air_c": 29.44}
 
 
 def test_curve_data_is_the_cited_source() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from edgectl.physics import tank
 
-KW = dict(capacity_kwh_th=6000.0, min_pct=5.0, max_pct=95.0, max_charge_kw_th=1500.0, max_discharge_kw_th=2000.0)
+KW = {"capacity_kwh_th": 6000.0, "min_pct": 5.0, "max_pct": 95.0, "max_charge_kw_th": 1500.0, "max_discharge_kw_th": 2000.0}
 
 
 def test_flow_limits() -> None:
