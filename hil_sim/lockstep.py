@@ -12,7 +12,8 @@ Each step of ``dt_s`` simulated seconds:
 The servers bind free loopback ports (port 0), so a run never collides with another; devices with
 ``rtu://`` URLs are served on a socat pty bus, several unit ids on one bus. Controllers: ``none`` (reads
 only: batteries idle, chillers follow the demand) and ``rbc`` (rule-based self-consumption of
-:func:`edgectl.dispatch.rbc.rbc_setpoints`, the daemon's fallback controller).
+:func:`edgectl.dispatch.rbc.rbc_setpoints`, the daemon's fallback controller; it also recloses the POI
+breaker once the grid is back after an outage).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from drivers.natures import BatterySetpoint, ChillerPlantCommand, PvLimit, WindLimit
+from drivers.natures import BatterySetpoint, BreakerCommand, ChillerPlantCommand, PvLimit, WindLimit
 from edgectl.config import SiteConfig
 
 from hil_sim.clock import SimClock
@@ -41,6 +42,15 @@ __all__ = ["CONTROLLERS", "RunResult", "serve_site", "run_lockstep", "run_lockst
 CONTROLLERS = ("none", "rbc")
 
 
+def _link_options() -> Any:
+    from drivers.links import LinkOptions
+
+    # Wall-clock back-offs would span hundreds of simulated steps: keep every wait short, so a device
+    # that comes back is read again at the next step. Timeouts still cost real time (no reply = wait).
+    return LinkOptions(timeout_s=0.25, retries=0, backoff_min_s=0.001, backoff_max_s=0.002,
+                       reconnect_min_s=0.001, reconnect_max_s=0.002, connect_timeout_s=0.5)
+
+
 @dataclass
 class RunResult:
     """What one lock-step run leaves behind (the plant holds ledger and trace for the KPIs)."""
@@ -50,7 +60,7 @@ class RunResult:
     steps: int
     dt_s: float
     wall_s: float
-    reads_failed: int = 0
+    reads_failed: int = 0  # device readings that were not GOOD (offline, exceptions, stale)
     writes: int = 0
     writes_failed: int = 0
     fault_events: list[tuple[float, str, str]] = field(default_factory=list)
@@ -135,7 +145,7 @@ async def _poll(fleet: Any, result: RunResult) -> dict[str, Any]:
     readings = await fleet.poll("all")
     from edgectl.glossary import Quality
 
-    result.reads_failed += sum(1 for r in readings.values() if r.quality == Quality.MISSING)
+    result.reads_failed += sum(1 for r in readings.values() if r.quality != Quality.GOOD)
     return readings
 
 
@@ -173,6 +183,11 @@ class RuleBased:
             for dev_id, cmd in list(cmds.items()):
                 if isinstance(cmd, BatterySetpoint):
                     cmds[dev_id] = BatterySetpoint(p_kw=cmd.p_kw, heartbeat=self.heartbeat)
+        # Grid back and the POI breaker still open after an outage: reclose (synchronise) it.
+        for sg in self.site.of_kind("switchgear"):
+            r = snap.good(sg.id)
+            if r is not None and r.grid_ok and r.poi_closed is False:
+                cmds[sg.id] = BreakerCommand(breaker="poi", close=True)
         # Every command is written every step, as the daemon re-arms the devices' reversion timers:
         # one lock-step is longer than those timers.
         results = await asyncio.gather(*(fleet.write(dev_id, cmd) for dev_id, cmd in cmds.items()),
@@ -240,6 +255,8 @@ async def run_lockstep(site: SiteConfig, dataset: Any, *, controller: str, start
     from drivers.fleet import Fleet
     from hil_sim.plant import Plant
 
+    LOCKSTEP_LINK_OPTIONS = _link_options()
+
     if not step_s > 0.0:
         raise ValueError(f"step_s {step_s!r} must be > 0")
     validate_faults(faults, site)
@@ -258,7 +275,7 @@ async def run_lockstep(site: SiteConfig, dataset: Any, *, controller: str, start
     with tempfile.TemporaryDirectory(prefix="hil-rtu-") as rtu_dir:
         group, client_site = await serve_site(site, adapters, free_ports=True, rtu_dir=rtu_dir)
         try:
-            async with Fleet.from_site(client_site, clock=clock.now) as fleet:
+            async with Fleet.from_site(client_site, clock=clock.now, options=LOCKSTEP_LINK_OPTIONS) as fleet:
                 for k in range(steps):
                     injector.update(clock.elapsed_s)
                     state = plant.state
