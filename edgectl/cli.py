@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = (
     "edgectl.daemon.cli",
     "edgectl.commands.status",
     "edgectl.remote.cli",
+    "edgectl.dispatch.bench",
 )
 
 
