@@ -40,7 +40,7 @@ import numpy as np
 
 from edgectl.config import SiteConfig, load_site
 from edgectl.dispatch.fallback import FallbackChain, plan_setpoints
-from edgectl.dispatch.forecast import ErrorStats, Forecaster
+from edgectl.dispatch.forecast import ErrorStats, Forecaster, peak_margin_kw
 from edgectl.dispatch.lp import N_MONTH_SLOTS, PlanInputs, Planner, PlantParams, Weights, plan_cop, plant_params, weights_for
 from edgectl.dispatch.rbc import rbc_setpoints
 from edgectl.dispatch.realtime import Measured, Setpoints, apply_limits
@@ -54,6 +54,8 @@ __all__ = ["Truth", "Result", "load_truth", "run_bench", "register", "CONTROLLER
 CONTROLLERS = ("none", "rbc", "mpc", "perfect")
 TOL_KW = 0.5
 TOL_KWH = 0.5
+HOLD = True
+MARGIN_Z = 1.0
 
 
 # ------------------------------------------------------------------------------------------- truth
@@ -303,13 +305,14 @@ def _initial_state(p: PlantParams) -> tuple[float, float]:
 
 
 def _limit_with_true_cop(plant: _Plant, i: int, wanted: Setpoints, *, peak: float | None = None,
-                         prev: float | None = None) -> Setpoints:
+                         prev: float | None = None, hold: bool = False) -> Setpoints:
     """The limit layer with the COP of the output it settles on (two passes), as the fast cycle would see."""
     sp = wanted
     q_guess = wanted.q_chiller_kw_th
     for _ in range(2):
         m = plant.measured(i, q_for_cop=q_guess)
-        sp, _rep = apply_limits(plant.p, wanted, m, dt_s=plant.dt_s, peak_target_kw=peak)
+        sp, _rep = apply_limits(plant.p, wanted, m, dt_s=plant.dt_s, peak_target_kw=peak,
+                                peak_so_far_kw=plant.peak_so_far(i) if hold else None)
         if abs(sp.q_chiller_kw_th - q_guess) < 1.0:
             break
         q_guess = sp.q_chiller_kw_th
@@ -350,13 +353,14 @@ def _run_rbc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights) -> Result:
 
 
 def _plan_inputs(tr: Truth, i: int, h: int, per_day: int, *, load, cooling, pv, wind, cop, carbon, plant: _Plant,
-                 start: datetime | None) -> PlanInputs:
+                 start: datetime | None, margin=None) -> PlanInputs:
     return PlanInputs(
         pv_avail_kw=pv, wind_avail_kw=wind, load_kw=load, cooling_kw_th=cooling, cop=cop,
         price_import_per_kwh=_window(tr.price_import, i, h, per_day),
         price_export_per_kwh=_window(tr.price_export, i, h, per_day),
         carbon_kg_per_kwh=carbon, month_slot=_month_slots(tr.month_key, i, h, per_day),
         soc_kwh=plant.soc, tank_kwh_th=plant.tank, peak_so_far_kw=plant.peak_so_far(i), start=start,
+        peak_margin_kw=margin,
     )
 
 
@@ -390,7 +394,8 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
             else:
                 f = fc.forecast(now)
                 args = dict(load=f.load_kw, cooling=f.cooling_kw_th, pv=f.pv_kw, wind=f.wind_kw,
-                            cop=plan_cop(site, f.temp_air_c), carbon=f.carbon_kg_per_kwh)
+                            cop=plan_cop(site, f.temp_air_c), carbon=f.carbon_kg_per_kwh,
+                            margin=peak_margin_kw(fc, z=MARGIN_Z))
                 for q, fq, aq in (("load_kw", f.load_kw, tr.load_kw), ("cooling_kw_th", f.cooling_kw_th, tr.cooling_kw_th),
                                   ("pv_kw", f.pv_kw, tr.pv_kw), ("wind_kw", f.wind_kw, tr.wind_kw),
                                   ("temp_air_c", f.temp_air_c, tr.temp_air_c)):
@@ -405,7 +410,7 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
         chain.counts[source] += 1
         if source in ("fresh_plan", "last_plan"):
             wanted = plan_setpoints(chain.plan, k)
-            sp = _limit_with_true_cop(plant, i, wanted, peak=chain.plan.peak_target_kw, prev=prev)
+            sp = _limit_with_true_cop(plant, i, wanted, peak=chain.plan.peak_target_kw, prev=prev, hold=HOLD)
         else:
             sp, _ = rbc_setpoints(p, plant.measured(i, q_for_cop=float(tr.cooling_kw_th[i])), dt_s=plant.dt_s)
             sp = _limit_with_true_cop(plant, i, sp, prev=prev)

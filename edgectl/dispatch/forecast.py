@@ -8,7 +8,7 @@ observations it was given.
 Models
     load, cooling, carbon   learned day-of-week x time-of-day profile (exponentially weighted, local
                             time; an all-days profile until the weekday slot has data) plus the recent
-                            error (last hour) decaying with lead time (e-folding ``error_tau_h``)
+                            error (last hour) fading with lead time (e-folding ``error_tau_h``)
     temperature             the same profile model (drives the chiller COP)
     PV                      with an irradiance/PV forecast given (``pv_forecast_kw``) that is used;
                             else the empirical clear-sky envelope (per UTC time of day, the highest
@@ -33,7 +33,7 @@ import numpy as np
 from edgectl.config import SiteConfig
 from edgectl.physics import wind as wind_phys
 
-__all__ = ["Forecast", "Forecaster", "ErrorStats", "site_wind_kw", "QUANTITIES"]
+__all__ = ["Forecast", "Forecaster", "ErrorStats", "site_wind_kw", "peak_margin_kw", "QUANTITIES"]
 
 QUANTITIES = ("load_kw", "cooling_kw_th", "pv_kw", "wind_kw", "temp_air_c", "carbon_kg_per_kwh")
 
@@ -147,7 +147,13 @@ class Forecaster:
         self.wind_mean = np.nan
         self.last_t: datetime | None = None
         self.n_obs = 0
-        self._wind_cache: tuple[float, float] | None = None
+        # online error of the net electric load forecast per lead step (from resolved forecasts only)
+        cp = site.chiller_plant
+        self.cop_ref = float(np.mean([c.cop_nominal for c in cp.chillers])) if cp is not None else 1.0
+        self._pend_issue = np.full(self.h, -(10**9), dtype=np.int64)
+        self._pend_fc = np.zeros((self.h, self.h))
+        self._pend_ptr = 0
+        self.net_mae_kw = np.full(self.h, np.nan)
 
     # ----------------------------------------------------------------------------- calendar
     def _local(self, t: datetime) -> tuple[int, int]:
@@ -162,6 +168,16 @@ class Forecaster:
     def observe(self, t: datetime, *, load_kw: float, cooling_kw_th: float, pv_kw: float, wind_ms: float,
                 temp_air_c: float, carbon_kg_per_kwh: float) -> None:
         """Record the mean values of the step starting at ``t`` (UTC, tz-aware)."""
+        if np.isfinite(load_kw) and np.isfinite(cooling_kw_th) and np.isfinite(pv_kw) and np.isfinite(wind_ms):
+            actual = float(load_kw) + float(cooling_kw_th) / self.cop_ref - float(pv_kw) - float(site_wind_kw(self.site, np.array([wind_ms]))[0])
+            lead = self.n_obs - self._pend_issue
+            ok = (lead >= 0) & (lead < self.h)
+            if np.any(ok):
+                rows = np.nonzero(ok)[0]
+                err = np.abs(self._pend_fc[rows, lead[ok]] - actual)
+                for ld, e in zip(lead[ok], err):
+                    prev = self.net_mae_kw[ld]
+                    self.net_mae_kw[ld] = e if not np.isfinite(prev) else prev + 0.01 * (e - prev)
         d, s = self._local(t)
         for name, x in (("load_kw", load_kw), ("cooling_kw_th", cooling_kw_th), ("temp_air_c", temp_air_c),
                         ("carbon_kg_per_kwh", carbon_kg_per_kwh)):
@@ -229,8 +245,32 @@ class Forecaster:
             w = np.exp(-lead_h / 6.0)
             v = w * v_now + (1.0 - w) * v_mean
         wind = site_wind_kw(self.site, v)
+        self._pend_issue[self._pend_ptr] = self.n_obs
+        self._pend_fc[self._pend_ptr] = out["load_kw"] + out["cooling_kw_th"] / self.cop_ref - np.maximum(pv, 0.0) - wind
+        self._pend_ptr = (self._pend_ptr + 1) % self.h
         return Forecast(load_kw=out["load_kw"], cooling_kw_th=out["cooling_kw_th"], pv_kw=np.maximum(pv, 0.0),
                         wind_kw=wind, temp_air_c=out["temp_air_c"], carbon_kg_per_kwh=out["carbon_kg_per_kwh"])
+
+
+def _fill_nan(x: np.ndarray, default: float) -> np.ndarray:
+    out = x.copy()
+    if np.all(~np.isfinite(out)):
+        return np.full_like(out, default)
+    last = default
+    for i in range(out.size):
+        if np.isfinite(out[i]):
+            last = out[i]
+        else:
+            out[i] = last
+    return out
+
+
+def peak_margin_kw(forecaster: Forecaster, *, z: float = 1.0, default_frac: float = 0.05) -> np.ndarray:
+    """Peak margin per lead step for the planner: ``z`` x the forecaster's own running MAE of the net
+    electric load at that lead [kW] (before any error is known: ``default_frac`` of the last load)."""
+    last = forecaster.profiles["load_kw"].last
+    default = default_frac * (last if np.isfinite(last) else 0.0)
+    return z * _fill_nan(forecaster.net_mae_kw, default)
 
 
 @dataclass

@@ -21,7 +21,7 @@ Rows
     tank rate   ``demand - max_discharge <= q + unmet <= demand + max_charge``
     caps        ``imp - imp_over <= import_limit``, ``exp - exp_over <= export_limit``
     reserve     ``soc + short >= reserve``
-    peak        ``imp - peak[m(t)] <= 0``, ``peak[m] >= peak so far in month m``
+    peak        ``imp - peak[m(t)] <= -margin_t``, ``peak[m] >= peak so far in month m``
 
 Objective (minimised, currency)
     ``sum dt (w_energy price_imp + carbon_price ci + import_weight) imp - dt w_energy price_exp exp
@@ -68,7 +68,7 @@ PENALTY_CAP_PER_KWH = 1000.0
 """Cost of one kWh above a POI cap [currency/kWh] (soft constraint; far above any tariff)."""
 PENALTY_UNMET_PER_KWH_TH = 200.0
 """Cost of one kWh_th of cooling demand left unmet [currency/kWh_th]."""
-PENALTY_RESERVE_PER_KWH_H = 20.0
+PENALTY_RESERVE_PER_KWH_H = 500.0
 """Cost of one kWh below the islanding reserve held for one hour [currency/(kWh h)]."""
 
 # variable blocks, each n_steps long, in this order; then the month peak scalars
@@ -313,6 +313,9 @@ class PlanInputs:
         Measured initial state (clamped into limits by the planner).
     peak_so_far_kw : float
         This month's peak 15-min import so far [kW] (0 at a month start).
+    peak_margin_kw : ndarray or None
+        Forecast uncertainty kept free under the month peak at each step [kW] (peak rows become
+        ``imp + margin <= peak``), so that the plan holds storage back to absorb forecast error at peaks.
     start : datetime or None
         UTC time of the first step (only stamped on the plan).
     terminal_batt_per_kwh, terminal_tank_per_kwh_th : float or None
@@ -331,6 +334,7 @@ class PlanInputs:
     soc_kwh: float
     tank_kwh_th: float
     peak_so_far_kw: float = 0.0
+    peak_margin_kw: np.ndarray | None = None
     start: datetime | None = None
     terminal_batt_per_kwh: float | None = None
     terminal_tank_per_kwh_th: float | None = None
@@ -635,6 +639,11 @@ class Planner:
         rhi[self.r_res] = np.inf
         rlo[self.r_peak] = -np.inf
         rhi[self.r_peak] = 0.0
+        if inputs.peak_margin_kw is not None:
+            margin = np.asarray(inputs.peak_margin_kw, dtype=float)
+            if margin.shape != (n,) or not np.all(np.isfinite(margin)):
+                raise DispatchError(f"plan input peak_margin_kw must be {n} finite values")
+            rhi[self.r_peak] = -np.clip(margin, 0.0, None)
 
         # ---- matrix values: -1/cop and the month slot of each peak row
         val = self._a_value0.copy()

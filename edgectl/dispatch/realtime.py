@@ -140,6 +140,7 @@ def apply_limits(
     p_batt_prev_kw: float | None = None,
     ramp_s: float | None = None,
     peak_target_kw: float | None = None,
+    peak_so_far_kw: float | None = None,
 ) -> tuple[Setpoints, LimitReport]:
     """Make ``wanted`` safe for the next ``dt_s`` seconds under ``measured``.
 
@@ -159,6 +160,9 @@ def apply_limits(
         Time the ramp may take [s]; defaults to ``dt_s``.
     peak_target_kw : float, optional
         Import level to hold with the storage (demand charge); never beyond the reserve.
+    peak_so_far_kw : float, optional
+        This month's peak import so far [kW]: storage charging is reduced so that it never sets a new
+        peak (a new peak is only ever set by load the storage cannot cover).
 
     Returns
     -------
@@ -205,6 +209,20 @@ def apply_limits(
         return excess
 
     g = grid_kw(m, sp)
+    if peak_so_far_kw is not None and g > peak_so_far_kw + _EPS:
+        excess = g - peak_so_far_kw
+        if sp.p_batt_kw < 0.0:
+            take = min(excess, -sp.p_batt_kw)
+            sp = replace(sp, p_batt_kw=sp.p_batt_kw + take)
+            excess -= take
+            rep.actions.append("no_new_peak_battery")
+        d_now = max(m.cooling_kw_th, 0.0)
+        if excess > _EPS and sp.q_chiller_kw_th > max(d_now, q_lo):
+            take_th = min(excess * cop, sp.q_chiller_kw_th - max(d_now, q_lo))
+            sp = replace(sp, q_chiller_kw_th=sp.q_chiller_kw_th - take_th)
+            excess -= take_th / cop
+            rep.actions.append("no_new_peak_tank")
+        g = grid_kw(m, sp)
     if peak_target_kw is not None and g > peak_target_kw + _EPS and peak_target_kw < p.import_limit_kw:
         raise_import_levers(g - peak_target_kw, max(dis_res, sp.p_batt_kw), "peak")
         g = grid_kw(m, sp)
