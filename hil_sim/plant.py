@@ -16,7 +16,9 @@ Step model (for ``dt_s`` seconds from ``plant.t``; the dataset row containing ``
 4. Chillers: when enabled they deliver ``q_target_kw_th`` (or the demand when None) within the capacity
    of untripped chillers, best staging (:func:`edgectl.physics.chiller.stage_chillers`); output above
    the demand charges the tank (within its limits, else the chillers back off), a shortfall is drawn
-   from the tank, and what the tank cannot give is unmet cooling.
+   from the tank, and the plant's local control raises the chillers when the tank cannot cover the
+   shortfall (it holds the supply temperature). Unmet cooling is what chillers plus tank cannot give
+   (capacity, trips, disabled plant, blackout).
 5. Battery: the setpoint in force (0 kW after ``reversion_timeout_s`` without a heartbeat change),
    limited by its SoC window and rating, reached through its ramp.
 6. Connected: the grid takes the balance ``p_grid = load + chillers - pv - wind - battery``; import or
@@ -561,6 +563,8 @@ class Plant:
         cap_avail = sum(c for c, t in zip(self._ch_caps, self._ch_trip) if not t)
         if self._cp_enabled and powered:
             want = demand if self._cp_q_target is None else self._cp_q_target
+            # local control holds the supply temperature: what the tank cannot cover, the chillers add
+            want = max(want, demand - q_dis_max)
             q = min(want, cap_avail)
             if q > demand:
                 q = demand + min(q - demand, q_ch_max)

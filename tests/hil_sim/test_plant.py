@@ -268,3 +268,12 @@ def test_year_at_15_min_energy_balances_close() -> None:
     assert led.duration_s == 365 * 86400
     soc_end = plant.state.battery.soc_pct
     assert soc_end == pytest.approx(100.0 * led.e_batt_end_kwh / 2000.0)
+
+
+def test_chillers_cover_what_the_tank_cannot(tmp_path: Path) -> None:
+    # tank 100 kWh_th above its 300 kWh_th floor: 400 kW_th for 0.25 h; the controller asks 0 kW_th
+    plant = Plant(SITE, _flat(tmp_path, cooling=1000.0), tank_init_pct=400.0 / 60.0)
+    plant.apply("chillers", ChillerPlantCommand(enable=True, q_target_kw_th=0.0))
+    st = plant.step(900.0).chiller_plant
+    assert st.q_tank_kw_th == pytest.approx(400.0)
+    assert st.q_kw_th == pytest.approx(600.0) and st.q_unmet_kw_th == pytest.approx(0.0)
