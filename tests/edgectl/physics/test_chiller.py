@@ -78,3 +78,12 @@ def test_staging_capacity_trip_and_vector_path() -> None:
         q1, p1 = chiller.stage_chillers(float(qi), **STAGE)
         assert qv[:, i].tolist() == pytest.approx(q1.tolist())
         assert pv[:, i].tolist() == pytest.approx(p1.tolist())
+
+
+def test_warmer_chilled_water_setpoint_raises_cop() -> None:
+    # dEIRFT/dx = b + 2 c x + f y = -0.00452 + 2 * 0.000533 * 7 - 0.000729 * 29.44 = -0.0185 < 0
+    cold = float(chiller.chiller_cop(1.0, t_supply_c=5.0, temp_air_c=29.44, cop_nominal=5.5))
+    warm = float(chiller.chiller_cop(1.0, t_supply_c=10.0, temp_air_c=29.44, cop_nominal=5.5))
+    assert warm > cold
+    ratio = float(chiller.eir_ft(5.0, 29.44, CV) / chiller.eir_ft(10.0, 29.44, CV))
+    assert warm / cold == pytest.approx(ratio)
