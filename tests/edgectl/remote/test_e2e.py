@@ -56,8 +56,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def test_mosquitto_pub_command_reaches_simulated_battery_registers(own_broker: Broker, tmp_path: Path) -> None:
     site_path = _site_file(tmp_path, own_broker)
     site = "e2e-park"
-    sim = subprocess.Popen([str(BIN / "hil-sim"), "serve", "--site", str(site_path), "--speed", "1"],
-                           stdout=open(tmp_path / "sim.log", "wb"), stderr=subprocess.STDOUT)
+    with open(tmp_path / "sim.log", "wb") as log:
+        sim = subprocess.Popen([str(BIN / "hil-sim"), "serve", "--site", str(site_path), "--speed", "1"],
+                               stdout=log, stderr=subprocess.STDOUT)
     daemon = None
     status = Watcher(own_broker.url("viewer"), f"edgectl/{site}/status")
     resp = f"edgectl/{site}/resp/operator/e2e"
@@ -67,8 +68,9 @@ def test_mosquitto_pub_command_reaches_simulated_battery_registers(own_broker: B
         while b"stops" not in (tmp_path / "sim.log").read_bytes():
             assert sim.poll() is None and time.monotonic() < deadline, (tmp_path / "sim.log").read_text()
             time.sleep(0.1)
-        daemon = subprocess.Popen([str(BIN / "edgectl"), "run", "--config", str(site_path), "--plan-in-process"],
-                                  stdout=open(tmp_path / "daemon.log", "wb"), stderr=subprocess.STDOUT)
+        with open(tmp_path / "daemon.log", "wb") as log:
+            daemon = subprocess.Popen([str(BIN / "edgectl"), "run", "--config", str(site_path), "--plan-in-process"],
+                                      stdout=log, stderr=subprocess.STDOUT)
         assert status.wait_for(lambda ms: bool(ms) and ms[-1].payload == b"online", 60), \
             (tmp_path / "daemon.log").read_text()[-3000:]
 
