@@ -104,6 +104,7 @@ class Link:
         self._down_until = 0.0
         self._down_failures = 0
         self._last_io = 0.0
+        self._link_timeouts = 0  # consecutive timeouts on this link, any unit
         self._serial = self.url.scheme == "rtu"
         if self._serial:
             ct = _char_time_s(self.url)
@@ -271,6 +272,10 @@ class Link:
             except LinkTimeout:
                 self.stats.timeouts += 1
                 attempts += 1
+                self._link_timeouts += 1
+                if not self._serial and self._link_timeouts >= 2:
+                    # a TCP stream that stopped answering everyone may be desynchronised: start afresh
+                    self._close_client()
                 if self._serial:
                     # let a late reply arrive and be discarded before the next frame goes out
                     await asyncio.sleep(self._gap_s + 0.02)
@@ -285,13 +290,23 @@ class Link:
             except LinkDown:
                 self._close_client()
                 raise
+            except FrameError:
+                if not self._serial:
+                    self._close_client()  # bytes of unknown meaning may still be in the stream
+                raise
             except asyncio.TimeoutError:
                 self.stats.timeouts += 1
                 self._close_client()
                 raise LinkTimeout(f"{self.key} unit {req.unit}: transport stalled") from None
             st.failures = 0
             st.retry_at = 0.0
-            return self._check(req, response)
+            self._link_timeouts = 0
+            try:
+                return self._check(req, response)
+            except FrameError:
+                if not self._serial:
+                    self._close_client()
+                raise
 
     async def _call(self, client: Any, req: _Request) -> Any:
         from pymodbus.exceptions import ConnectionException, ModbusIOException, ModbusException
@@ -327,9 +342,22 @@ class Link:
             self.stats.frame_errors += 1
             raise FrameError(f"{self.key} unit {req.unit}: malformed reply ({type(exc).__name__}: {exc})") from None
 
+    @staticmethod
+    def _fc(req: _Request) -> int:
+        if req.kind == "read":
+            return _READ_FC[req.table]
+        if req.table == "coil":
+            return 5 if req.count == 1 else 15
+        return 6 if req.count == 1 else 16
+
     def _check(self, req: _Request, response: Any) -> Any:
         if response is None:
             raise FrameError(f"{self.key} unit {req.unit}: empty reply")
+        want_fc = self._fc(req)
+        got_fc = int(getattr(response, "function_code", 0) or 0) & 0x7F
+        if got_fc != want_fc:
+            self.stats.frame_errors += 1
+            raise FrameError(f"{self.key} unit {req.unit}: reply to function {got_fc}, asked {want_fc}")
         if response.isError():
             code = int(getattr(response, "exception_code", 0) or 0)
             self.stats.exceptions += 1

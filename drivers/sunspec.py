@@ -179,7 +179,7 @@ def model_length(mdef: ModelDef, words: Sequence[int]) -> int:
 def _walk_len(g: GroupDef, words: Sequence[int], off: int, counts: dict[str, int], *, top: bool) -> tuple[int, int]:
     start = off
     for p in g.points:
-        if p.type == "count" and off < len(words):
+        if p.size == 1 and off < len(words):
             counts[p.name] = words[off] if words[off] != 0xFFFF else 0
         off += p.size
     for sub in g.groups:
@@ -241,7 +241,7 @@ def _decode_group(g: GroupDef, words: list[int], off: int, counts: dict[str, int
                 raw = None
             raws[p.name] = raw
             positions.append((p, raw))
-            if p.type == "count":
+            if p.type == "count" or isinstance(raw, int) and p.size == 1:
                 counts[p.name] = int(raw) if raw is not None else 0
         off += p.size
     for p, raw in positions:
