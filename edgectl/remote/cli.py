@@ -6,14 +6,14 @@
 
 Exit codes: 0 accepted (or state received), 1 rejected, 3 no answer within --timeout,
 69 broker unreachable or refused the connection / the publish (EX_UNAVAILABLE).
-The password may also come from the environment variable ``EDGECTL_MQTT_PASSWORD``.
+The password may come from the environment variable ``EDGECTL_MQTT_PASSWORD`` instead of the URL
+(``mqtt://operator@host``), which keeps it out of the process list and shell history.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
@@ -219,7 +219,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    password = os.environ.get("EDGECTL_MQTT_PASSWORD")
+    password = None  # from the URL, else EDGECTL_MQTT_PASSWORD (see make_client)
     common: dict[str, Any] = {"site": args.site, "prefix": args.prefix, "ca": args.ca, "cert": args.cert,
                               "key": args.key, "password": password, "timeout_s": args.timeout}
     try:

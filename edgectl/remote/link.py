@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import socket
 import ssl
@@ -45,6 +46,8 @@ __all__ = ["BrokerUrl", "RemoteLink", "parse_broker_url"]
 
 log = logging.getLogger("edgectl.remote")
 audit_log = logging.getLogger("edgectl.remote.audit")
+
+PASSWORD_ENV = "EDGECTL_MQTT_PASSWORD"  # used when the URL names a user but carries no password
 
 OnCommand = Callable[[Command], "str | None"]
 
@@ -92,7 +95,9 @@ def make_client(
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.on_socket_open = _no_delay
     if broker.username:
-        client.username_pw_set(broker.username, password if password is not None else broker.password)
+        if password is None:
+            password = broker.password if broker.password is not None else os.environ.get(PASSWORD_ENV)
+        client.username_pw_set(broker.username, password)
     if broker.tls or ca_file:
         try:
             client.tls_set(

@@ -92,7 +92,8 @@ class Outbox:
                 self._db.execute("UPDATE outbox_meta SET value = value + ? WHERE key='dropped'", (cur.rowcount,))
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK") if self._db.in_transaction else None
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise RemoteError(f"outbox {self.path}: {exc}") from exc
         return seqs
 

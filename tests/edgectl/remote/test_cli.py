@@ -79,3 +79,15 @@ def test_get_state_subprocess(link: RemoteLink, broker: Broker, site: SiteConfig
                            "--site", "no-such-site", "--timeout", "0.5", "get", "state"],
                           capture_output=True, text=True, timeout=30, check=False)
     assert none.returncode == 3 and "no retained state" in none.stderr
+
+
+def test_password_from_environment(link: RemoteLink, broker: Broker, site: SiteConfig,
+                                   monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import PASSWORDS
+
+    url = f"mqtt://operator@127.0.0.1:{broker.port}"  # no password in the URL (not in ps or history)
+    args = ["remote", "--broker", url, "--site", site.site.id, "--timeout", "3", "set", "mode", "rbc", "--ttl", "30"]
+    monkeypatch.setenv("EDGECTL_MQTT_PASSWORD", "wrong")
+    assert main(args) == 69 and "refused the connection" in capsys.readouterr().err
+    monkeypatch.setenv("EDGECTL_MQTT_PASSWORD", PASSWORDS["operator"])
+    assert main(args) == 0 and json.loads(capsys.readouterr().out)["applied"] == "rbc"
