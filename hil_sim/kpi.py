@@ -47,6 +47,7 @@ class Kpis:
     export_limit_violations: int
     export_limit_violation_kwh: float
     battery_reversions: int
+    ufls_feeder_trips: int  # feeders opened by under-frequency load shedding in an island
     battery_cycles: float
     peak_import_15min_kw: float
     islanded_h: float
@@ -111,6 +112,7 @@ def compute_kpis(trace: Trace, ledger: Ledger, site) -> Kpis:
         export_limit_violations=ledger.export_excursion_steps,
         export_limit_violation_kwh=ledger.export_excess_kwh,
         battery_reversions=ledger.battery_reversions,
+        ufls_feeder_trips=ledger.ufls_trips,
         battery_cycles=cycles,
         peak_import_15min_kw=max(peaks.values(), default=0.0),
         islanded_h=ledger.islanded_s / 3600.0,
@@ -148,6 +150,7 @@ _ROWS = (
     ("export_limit_violations", "Export cap excursions", "steps", 0),
     ("export_limit_violation_kwh", "Export above cap", "kWh", 1),
     ("battery_reversions", "Battery reversions (no heartbeat)", "count", 0),
+    ("ufls_feeder_trips", "Feeders shed by UFLS (islanded)", "count", 0),
     ("battery_cycles", "Battery equivalent cycles", "cycles", 2),
     ("peak_import_15min_kw", "Peak 15-min import", "kW", 0),
     ("islanded_h", "Islanded", "h", 2),

@@ -23,9 +23,11 @@ Step model (for ``dt_s`` seconds from ``plant.t``; the dataset row containing ``
    limited by its SoC window and rating, reached through its ramp.
 6. Connected: the grid takes the balance ``p_grid = load + chillers - pv - wind - battery``; import or
    export beyond the POI caps is counted as an excursion. Islanded: an online black-start battery forms
-   the grid and takes the balance instantly; surplus it cannot absorb curtails PV then wind; a deficit
-   it cannot supply collapses the island (blackout: no load served, no generation, chillers off) for
-   that step. Without such a battery an island is a blackout.
+   the grid and takes the balance instantly; surplus it cannot absorb curtails PV then wind. On a
+   deficit it cannot supply, under-frequency load shedding opens non-critical feeders, highest
+   ``priority`` number first, until it can (they stay open until the controller recloses them); if
+   the critical feeders alone are too much, the island collapses (blackout: no load served, no
+   generation, chillers off) for that step. Without such a battery an island is a blackout.
 7. Energies are integrated with the powers held over the step; the :class:`Ledger` accumulates them so
    the electric, battery and tank balances close (:meth:`Ledger.residuals`).
 """
@@ -231,6 +233,7 @@ class Ledger:
     islanded_s: float = 0.0
     blackout_s: float = 0.0
     battery_reversions: int = 0
+    ufls_trips: int = 0  # feeders opened by under-frequency load shedding in an island
 
     def residuals(self) -> dict[str, float]:
         """Relative closure error of each balance (0 = closes exactly) [-].
@@ -412,6 +415,11 @@ class Plant:
         self._sg = site.switchgear
         self._feeders = {f.name: True for f in self._sg.feeders} if self._sg is not None else {}
         self._shares = {f.name: f.share_of_load for f in self._sg.feeders} if self._sg is not None else {}
+        # feeders the under-frequency relays may open in an island, first to last
+        self._ufls_order = (
+            [f.name for f in sorted(self._sg.feeders, key=lambda f: -f.priority) if not f.critical]
+            if self._sg is not None else []
+        )
         self._poi_closed = True
         self._grid_ok = True
         # accounting
@@ -681,6 +689,17 @@ class Plant:
             can_form = bat is not None and self._bat_online and bat.black_start and (p_dis_max > 0.0 or p_ch_max > 0.0)
             if can_form:
                 net = load_served + p_ch - sum(pv_p.values()) - sum(wt_p.values())
+                if net > p_dis_max + 1e-9 and self._ufls_order:
+                    # under-frequency load shedding: open non-critical feeders, lowest priority first
+                    for name in self._ufls_order:
+                        if net <= p_dis_max + 1e-9:
+                            break
+                        if self._feeders[name]:
+                            self._feeders[name] = False
+                            led.ufls_trips += 1
+                            net -= load * self._shares[name]
+                    frac = sum(self._shares[n] for n, c in self._feeders.items() if c)
+                    load_served = load * frac
                 if net > p_dis_max + 1e-9:
                     blackout = True
                 else:

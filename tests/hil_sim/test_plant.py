@@ -153,22 +153,45 @@ def test_grid_outage_islands_on_the_battery_and_return_needs_poi_close(tmp_path:
     assert plant.ledger.islanded_s == 1800.0 and plant.ledger.e_unserved_kwh == 0.0
 
 
-def test_island_deficit_blackout_and_load_shedding(tmp_path: Path) -> None:
+def test_island_deficit_sheds_feeders_by_priority_then_blackout(tmp_path: Path) -> None:
     plant = Plant(SITE, _flat(tmp_path, load=1500.0))
     plant.set_grid_outage(True)
-    st = plant.step(900.0)  # 1500 kW > 1000 kW battery: the island collapses
-    assert st.blackout and st.p_load_served_kw == 0.0 and st.battery.p_kw == 0.0
-    assert plant.ledger.e_unserved_kwh == pytest.approx(1500.0 * 0.25)
-    plant.apply("switchgear", BreakerCommand(breaker="offices", close=False))
-    plant.apply("switchgear", BreakerCommand(breaker="workshops", close=False))
-    st = plant.step(900.0)  # only the critical process feeder (20 %) left: 300 kW
+    st = plant.step(900.0)
+    # 1500 kW > 1000 kW battery: offices (priority 3, 30 %) open -> 1050 kW, still too much;
+    # workshops (priority 2, 50 %) open -> 300 kW on the critical process feeder
     assert not st.blackout and st.battery.p_kw == pytest.approx(300.0)
     assert st.switchgear.feeders_closed == {"process": True, "workshops": False, "offices": False}
+    assert plant.ledger.ufls_trips == 2
     assert plant.ledger.e_shed_kwh == pytest.approx(1200.0 * 0.25)
-    assert plant.ledger.e_unserved_kwh == pytest.approx(1500.0 * 0.25 + 1200.0 * 0.25)
+    assert plant.ledger.e_unserved_kwh == pytest.approx(1200.0 * 0.25)
     plant.set_battery_online(False)
     st = plant.step(900.0)
-    assert st.blackout and st.battery.status == "offline"
+    assert st.blackout and st.battery.status == "offline" and st.p_load_served_kw == 0.0
+    assert plant.ledger.e_unserved_kwh == pytest.approx(1200.0 * 0.25 + 1500.0 * 0.25)
+    # grid back, POI and feeders reclosed by the controller: all load served again
+    plant.set_grid_outage(False)
+    for name in ("poi", "workshops", "offices"):
+        plant.apply("switchgear", BreakerCommand(breaker=name, close=True))
+    st = plant.step(900.0)
+    assert not st.islanded and st.p_load_served_kw == 1500.0
+
+
+def test_island_collapses_when_critical_load_exceeds_the_battery(tmp_path: Path) -> None:
+    plant = Plant(SITE, _flat(tmp_path, load=6000.0))  # process feeder alone: 1200 kW > 1000 kW
+    plant.set_grid_outage(True)
+    st = plant.step(900.0)
+    assert st.blackout and st.p_load_served_kw == 0.0 and st.battery.p_kw == 0.0
+    assert st.pv["pv1"].v_v == 0.0
+    assert plant.ledger.e_unserved_kwh == pytest.approx(6000.0 * 0.25)
+    assert plant.ledger.blackout_s == 900.0
+
+
+def test_controller_load_shedding_by_feeder(tmp_path: Path) -> None:
+    plant = Plant(SITE, _flat(tmp_path, load=1000.0))
+    plant.apply("switchgear", BreakerCommand(breaker="offices", close=False))
+    st = plant.step(900.0)
+    assert st.p_load_served_kw == pytest.approx(700.0) and st.meter.p_kw == pytest.approx(700.0)
+    assert plant.ledger.e_shed_kwh == pytest.approx(75.0)
 
 
 def test_island_surplus_curtails_renewables(tmp_path: Path) -> None:
