@@ -207,7 +207,8 @@ class RemoteLink:
         self._wake = threading.Event()
         self._active: dict[str, Command] = {}
         self._active_lock = threading.Lock()
-        self._retained: dict[str, bytes] = {}
+        self._retained: dict[str, bytes] = {}  # latest state/plan payloads, republished on every connect
+        self._retained_dirty: set[str] = set()  # topics whose latest payload the sender has not published
         self._retained_lock = threading.Lock()
         self._backlog_historical = False
         self._pending_n = 0
@@ -335,8 +336,8 @@ class RemoteLink:
         payload = json.dumps(body, default=str, separators=(",", ":")).encode()
         with self._retained_lock:
             self._retained[topic] = payload
-        if self._connected.is_set():
-            self._client.publish(topic, payload, qos=1, retain=True)
+            self._retained_dirty.add(topic)
+        self._wake.set()  # the sender thread publishes it: the caller never touches the socket
 
     def _current(self, now: datetime) -> dict[str, Any]:
         """The overrides in force, unexpired: the controller's when it supplies them, else the link's."""
@@ -382,9 +383,7 @@ class RemoteLink:
         client.subscribe(self.topics.cmd_filter, options=SubscribeOptions(
             qos=1, noLocal=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
         with self._retained_lock:
-            retained = list(self._retained.items())
-        for topic, payload in retained:
-            client.publish(topic, payload, qos=1, retain=True)
+            self._retained_dirty.update(self._retained)  # republish the latest state and plan
         if self.site.mqtt.homeassistant_discovery:
             self._publish_discovery(client)
         self._connected.set()
@@ -569,6 +568,12 @@ class RemoteLink:
                     self._count("broker_refused" if failed else "sent")
                 if done:
                     outbox.delete(done)
+                if self._connected.is_set() and self._retained_dirty:
+                    with self._retained_lock:
+                        dirty = [(t, self._retained[t]) for t in sorted(self._retained_dirty)]
+                        self._retained_dirty.clear()
+                    for topic, payload in dirty:
+                        self._client.publish(topic, payload, qos=1, retain=True)
                 if self._connected.is_set() and len(pending) < self._window:
                     for row in outbox.after(last_handed, self._window - len(pending)):
                         body = json.loads(row.payload)
