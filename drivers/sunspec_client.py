@@ -75,7 +75,8 @@ class SunSpecDevice:
             tried.append(f"{base}: {regs[0]:04x}{regs[1]:04x} is not 'SunS'")
         if found is None:
             hint = ""
-            if tried and all("exception 4" in t or "exception 11" in t or "exception 10" in t for t in tried):
+            if all("exception" in t for t in tried) and any(
+                    f"exception {c}" in t for t in tried for c in (4, 10, 11)):
                 hint = " - wrong unit id?"
             raise SunSpecError(f"unit {self.unit}: no SunSpec marker ({'; '.join(tried)}){hint}")
         models: list[ModelInfo] = []
