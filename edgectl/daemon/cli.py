@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import faulthandler
 import os
+import signal
 import sys
 from urllib.parse import urlsplit
 
@@ -57,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         else "%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run otherwise
+    # the drivers own the retry policy and report device failures; pymodbus's own log dumps frames
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: thread stacks to the journal
     site = load_site(args.config)
     if args.mqtt is not None:
         parts = urlsplit(args.mqtt)

@@ -5,7 +5,8 @@ to a ``Type=notify`` service; the service sends newline-separated ``KEY=VALUE`` 
 ``READY=1`` once it serves, ``WATCHDOG=1`` to pet the watchdog (``WatchdogSec=``), ``STATUS=...`` a
 one-line human status, ``STOPPING=1`` when it begins shutting down. Without ``$NOTIFY_SOCKET`` (run
 by hand, in tests) every call is a no-op. A failed send is logged once and never raises: the control
-cycle must not die because systemd is away.
+cycle must not die because systemd is away, and must not stall either: the socket is non-blocking (a
+datagram socket whose reader is slow would otherwise block ``sendto`` once its queue is full).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Notifier:
                 log.warning("ignoring NOTIFY_SOCKET=%r: neither a path nor an abstract name", addr)
             if self._addr is not None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # never block the control cycle: a full receive queue drops the message instead
+                self._sock.setblocking(False)
 
     @property
     def enabled(self) -> bool:

@@ -117,8 +117,13 @@ def make_plan(site: SiteConfig, request: PlanRequest) -> Plan:
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, site: SiteConfig) -> None:  # pragma: no cover
+    import os
     import signal
 
+    # HiGHS prints a banner on stdout when a solver is made: keep the daemon's journal clean
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     while True:
@@ -227,5 +232,16 @@ class PlanWorker:
                 proc.join(timeout=2.0)
 
     def close(self) -> None:
-        with self._lock:
-            self._stop_proc()
+        """Stop the worker; a plan in progress is abandoned (its caller gets :class:`DispatchError`)."""
+        proc = self._proc
+        if proc is None:
+            return
+        got = self._lock.acquire(timeout=0.1)
+        if not got:
+            proc.kill()  # a solve is running: end it; the waiting thread sees EOF and lets go of the lock
+            got = self._lock.acquire(timeout=10.0)
+        try:
+            self._stop_proc(kill=not got)
+        finally:
+            if got:
+                self._lock.release()

@@ -310,8 +310,9 @@ class Daemon:
                 self.p_batt_prev_kw = sp.command.p_kw
         self._history = [tuple(x) for x in self.store.get("history", [])][-HISTORY_STEPS:]
         self._peak = self.store.get("peak", self._peak)
-        hb = {d: self.store.seq(f"hb.{d}") for d in self.writable}
-        log.info("resumed heartbeat counters: %s", ", ".join(f"{d}={v}" for d, v in sorted(hb.items()) if v))
+        hb = {d: v for d in self.writable if (v := self.store.seq(f"hb.{d}")) is not None}
+        if hb:
+            log.info("resumed heartbeat counters: %s", ", ".join(f"{d}={v}" for d, v in sorted(hb.items())))
 
     def _shutdown(self) -> None:
         if self._worker is not None:
@@ -675,6 +676,10 @@ class Daemon:
         t0 = time.monotonic()
         try:
             plan: Plan = await loop.run_in_executor(None, self._worker.plan, req)
+        except asyncio.CancelledError:
+            if self._stopping:
+                return  # shutting down: the worker is stopped, no plan is needed
+            raise
         except DispatchError as exc:
             self.plan_failures += 1
             self.chain.plan_done(exc, datetime.now(UTC))

@@ -54,3 +54,14 @@ def test_watchdog_interval() -> None:
     assert watchdog_interval_s({"WATCHDOG_USEC": "15000000"}) == 15.0
     assert watchdog_interval_s({"WATCHDOG_USEC": "15000000", "WATCHDOG_PID": "1"}) is None
     assert watchdog_interval_s({}) is None
+
+
+def test_a_reader_that_never_reads_cannot_block_the_sender(notify_sink) -> None:  # noqa: ANN001
+    import time
+
+    n = Notifier(notify_sink.path)
+    t0 = time.monotonic()
+    sent = [n.watchdog("x" * 200) for _ in range(2000)]  # far beyond the socket's queue
+    assert time.monotonic() - t0 < 2.0
+    assert sent[0] and not all(sent)
+    n.close()

@@ -1,0 +1,70 @@
+"""The MPC worker: a real worker process, plans round-trip through the store format, the time box kills
+a worker that does not answer and the next plan starts a fresh one."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from conftest import site_text
+
+from edgectl.config import load_site_text
+from edgectl.daemon.planning import PlanRequest, PlanWorker, plan_from_dict, plan_to_dict
+from edgectl.errors import DispatchError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _request() -> PlanRequest:
+    now = datetime.now(UTC)
+    hist = [(now.timestamp() - 900.0 * k, 1500.0, 800.0, 300.0, 6.0, float("nan"), float("nan"), 900.0, 4.5)
+            for k in range(8, 0, -1)]
+    return PlanRequest(now=now, soc_kwh=1000.0, tank_kwh_th=3000.0, peak_so_far_kw=1200.0, history=hist)
+
+
+def test_worker_plans_and_the_time_box_kills_a_stuck_worker() -> None:
+    site = load_site_text(site_text())
+    w = PlanWorker(site, time_box_s=10.0)
+    try:
+        plan = w.plan(_request())
+        assert plan.status == "optimal" and plan.n_steps == 192
+        first_pid = w.pid
+        back = plan_from_dict(plan_to_dict(plan))
+        assert back.valid_until == plan.valid_until
+        np.testing.assert_allclose(back.p_batt_kw, plan.p_batt_kw)
+        # a box far shorter than any solve: the worker is killed, the call fails cleanly and quickly
+        w.time_box_s = 0.001
+        t0 = time.monotonic()
+        with pytest.raises(DispatchError, match="time box"):
+            w.plan(_request())
+        assert time.monotonic() - t0 < 2.0 and w.kills == 1
+        w.time_box_s = 10.0
+        assert w.plan(_request()).status == "optimal"
+        assert w.pid != first_pid  # a fresh worker
+    finally:
+        w.close()
+
+
+def test_close_during_a_solve_abandons_it() -> None:
+    import threading
+
+    site = load_site_text(site_text())
+    w = PlanWorker(site, time_box_s=30.0)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            w.plan(_request())
+        except DispatchError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.3)  # the worker is still importing / solving
+    t0 = time.monotonic()
+    w.close()
+    t.join(timeout=5.0)
+    assert not t.is_alive() and time.monotonic() - t0 < 5.0
+    assert errors and "died" in str(errors[0])
