@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -390,6 +392,23 @@ class Plan:
 # ------------------------------------------------------------------------------------------ planner
 
 
+def _quiet_highs() -> highspy.Highs:
+    """A Highs instance with output off; HiGHS prints a banner to fd 1 on construction, which would
+    corrupt machine-readable output (``edgectl bench --json``) and daemon logs, so fd 1 is parked."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+
 class Planner:
     """LP planner for one site topology and horizon; build once, :meth:`solve` many times.
 
@@ -418,8 +437,7 @@ class Planner:
         self.dt_h = step_min / 60.0
         self.time_limit_s = time_limit_s
         self._build_structure()
-        self._highs = highspy.Highs()
-        self._highs.setOptionValue("output_flag", False)
+        self._highs = _quiet_highs()
         self._highs.setOptionValue("time_limit", float(time_limit_s))
         self.solves = 0
 

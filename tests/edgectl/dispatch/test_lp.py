@@ -1,0 +1,186 @@
+"""The LP planner: physics of the plan, objective terms, soft constraints, refill correctness."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from edgectl.dispatch.lp import Planner, Weights, plan_cop, weights_for
+from edgectl.errors import DispatchError
+from edgectl.physics import battery as batt_phys
+
+from dispatch_helpers import day_inputs
+
+W = Weights(energy=1.0, wear_per_kwh=0.01)
+
+
+def balance_residual(plan, inp):
+    pv = plan.p_pv_limit_kw
+    wind = plan.p_wind_limit_kw
+    return plan.p_grid_kw - (inp.load_kw + plan.q_chiller_kw_th / inp.cop - pv - wind - plan.p_batt_kw)
+
+
+def test_arbitrage_charges_cheap_discharges_dear_and_balances(params):
+    inp = day_inputs()
+    plan = Planner(params, n_steps=96).solve(inp, W)
+    hour = np.arange(96) * 0.25
+    cheap, dear = hour < 7, (hour >= 17) & (hour < 22)
+    assert plan.p_batt_kw[cheap].sum() < -1000.0  # charges in the cheap hours
+    assert plan.p_batt_kw[dear].sum() > 1000.0  # discharges in the dear hours
+    assert np.max(np.abs(balance_residual(plan, inp))) < 1e-4
+    assert np.all(plan.soc_kwh >= params.soc_reserve_kwh - 1e-6)
+    assert np.all(plan.soc_kwh <= params.soc_max_kwh + 1e-6)
+    assert np.all(np.abs(plan.p_batt_kw) <= params.batt_power_kw + 1e-6)
+    assert plan.status == "optimal" and plan.solve_s < 5.0
+
+
+def test_plan_soc_follows_the_shared_battery_physics(site, params):
+    inp = day_inputs()
+    plan = Planner(params, n_steps=96).solve(inp, W)
+    b = site.battery
+    e = inp.soc_kwh
+    for k in range(96):
+        e, _, _ = batt_phys.energy_step_kwh(e, plan.p_batt_kw[k], 900.0, eta_charge=b.eta_charge,
+                                            eta_discharge=b.eta_discharge, self_discharge_pct_per_day=b.self_discharge_pct_per_day)
+        assert abs(float(e) - plan.soc_kwh[k]) < 1e-3 * b.capacity_kwh, k
+
+
+def test_never_infeasible_load_beyond_every_resource_and_state_out_of_range(params):
+    inp = day_inputs(load=params.import_limit_kw + 3000.0, soc=-50.0, tank=1e9, cooling=2000.0)
+    plan = Planner(params, n_steps=96).solve(inp, W)
+    assert plan.status == "optimal"
+    assert any("soc_kwh" in c for c in plan.clamped) and any("tank_kwh_th" in c for c in plan.clamped)
+    assert plan.p_grid_kw.max() > params.import_limit_kw  # the soft cap gives, the model does not fail
+    assert np.max(np.abs(balance_residual(plan, inp))) < 1e-3
+
+
+def test_export_cap_forces_curtailment(params):
+    inp = day_inputs(load=100.0, pv_peak=1800.0, wind=1600.0, soc=params.soc_max_kwh, export=0.3)
+    plan = Planner(params, n_steps=96).solve(inp, W)
+    assert plan.p_grid_kw.min() >= -params.export_limit_kw - 1e-6
+    assert plan.curtailed_pv_kw.sum() + plan.curtailed_wind_kw.sum() > 1000.0
+
+
+def test_no_curtailment_when_export_pays_and_fits(params):
+    inp = day_inputs(load=1500.0, pv_peak=1000.0)
+    plan = Planner(params, n_steps=96).solve(inp, W)
+    assert plan.curtailed_pv_kw.sum() < 1e-6
+
+
+def test_demand_charge_lowers_the_peak_and_respects_peak_so_far(params):
+    n = 96
+    inp = day_inputs(cheap=0.6, dear=0.6)
+    inp.load_kw = 1500.0 + 1200.0 * (np.abs(np.arange(n) - 70) < 6)  # a three-hour load bump
+    no_dc = Planner(params, n_steps=n).solve(inp, W)
+    dc = Planner(params, n_steps=n).solve(inp, dataclasses.replace(W, demand_charge_per_kw_month=50.0))
+    assert no_dc.p_grid_kw.max() > 2600.0
+    assert dc.p_grid_kw.max() < no_dc.p_grid_kw.max() - 500.0
+    inp.peak_so_far_kw = 2600.0  # already paid for: no reason to shave below it
+    dc2 = Planner(params, n_steps=n).solve(inp, dataclasses.replace(W, demand_charge_per_kw_month=50.0))
+    assert dc2.peak_target_kw >= 2600.0 - 1e-6
+    assert dc2.p_grid_kw.max() <= 2600.0 + 1e-6
+
+
+def test_peak_margin_keeps_headroom(params):
+    n = 96
+    inp = day_inputs(cheap=0.6, dear=0.6)
+    inp.load_kw = 1500.0 + 1200.0 * (np.abs(np.arange(n) - 70) < 6)
+    w = dataclasses.replace(W, demand_charge_per_kw_month=50.0)
+    inp.peak_margin_kw = np.full(n, 100.0)
+    plan = Planner(params, n_steps=n).solve(inp, w)
+    assert plan.p_grid_kw.max() <= plan.peak_target_kw - 100.0 + 1e-6
+
+
+def test_terminal_value_decides_the_final_soc(params):
+    inp = day_inputs(cheap=0.6, dear=0.6)
+    inp.terminal_batt_per_kwh = 0.0
+    low = Planner(params, n_steps=96).solve(inp, W)
+    inp.terminal_batt_per_kwh = 5.0
+    high = Planner(params, n_steps=96).solve(inp, W)
+    assert low.soc_kwh[-1] <= params.soc_reserve_kwh + 1.0
+    assert high.soc_kwh[-1] >= params.soc_max_kwh - 1.0
+
+
+def test_tank_pre_cools_in_cheap_hours_and_meets_demand(params):
+    inp = day_inputs(cooling=1200.0, tank=params.tank_min_kwh_th)
+    plan = Planner(params, n_steps=96).solve(inp, W)
+    hour = np.arange(96) * 0.25
+    assert plan.unmet_kw_th.sum() < 1e-6
+    assert plan.q_chiller_kw_th[hour < 7].mean() > 1200.0 + 100.0  # charges the tank at night
+    assert plan.q_chiller_kw_th[(hour >= 17) & (hour < 22)].mean() < 1200.0 - 100.0  # discharges when dear
+    assert np.all(plan.tank_kwh_th >= params.tank_min_kwh_th - 1e-6)
+    assert np.all(plan.tank_kwh_th <= params.tank_max_kwh_th + 1e-6)
+
+
+def test_refill_gives_the_same_plan_as_a_fresh_build(params):
+    planner = Planner(params, n_steps=96)
+    a = day_inputs(load=1200.0, pv_peak=1500.0, cooling=800.0)
+    b = day_inputs(load=2500.0, wind=400.0, cooling=1500.0, soc=300.0)
+    planner.solve(a, W)
+    reused = planner.solve(b, W)
+    fresh = Planner(params, n_steps=96).solve(b, W)
+    assert reused.objective == pytest.approx(fresh.objective, rel=1e-7, abs=1e-6)
+
+
+def test_month_slots_carry_two_peaks(params):
+    n = 96
+    inp = day_inputs(cheap=0.6, dear=0.6)
+    inp.month_slot = (np.arange(n) >= 48).astype(int)
+    inp.peak_so_far_kw = 3000.0
+    plan = Planner(params, n_steps=n).solve(inp, dataclasses.replace(W, demand_charge_per_kw_month=50.0))
+    # the new month starts at zero: its steps are kept low although this month's peak is 3000 kW
+    assert plan.p_grid_kw[48:].max() < 2000.0
+
+
+def test_presets_change_the_plan(site, params):
+    n = 96
+    carbon = np.where(np.arange(n) < 48, 0.1, 0.9)  # clean first half, dirty second half
+    inp = day_inputs(cheap=0.6, dear=0.6, carbon=carbon, soc=params.soc_reserve_kwh)
+    no_dc = dict(demand_charge_per_kw_month=0.0)  # a demand charge would dwarf the carbon arbitrage
+    cost = Planner(params, n_steps=n).solve(inp, dataclasses.replace(weights_for(site, "cost"), **no_dc))
+    low_c = Planner(params, n_steps=n).solve(inp, dataclasses.replace(weights_for(site, "carbon"), **no_dc))
+    co2 = lambda p: float(np.sum(np.clip(p.p_grid_kw, 0, None) * carbon) * 0.25)  # noqa: E731
+    assert co2(low_c) < co2(cost) - 50.0
+    assert weights_for(site, "self-sufficiency").import_weight_per_kwh > 0.0
+    with pytest.raises(ValueError, match="dispatch.objective='money'"):
+        weights_for(site, "money")
+
+
+def test_bad_inputs_raise_dispatch_error(params):
+    planner = Planner(params, n_steps=96)
+    inp = day_inputs()
+    inp.load_kw = np.full(95, 1.0)
+    with pytest.raises(DispatchError, match="load_kw has shape"):
+        planner.solve(inp, W)
+    inp = day_inputs()
+    inp.pv_avail_kw[3] = np.nan
+    with pytest.raises(DispatchError, match="non-finite"):
+        planner.solve(inp, W)
+
+
+def test_weights_and_planner_options_are_validated(params):
+    with pytest.raises(ValueError, match="carbon_price_per_kg=-1"):
+        Weights(carbon_price_per_kg=-1.0)
+    with pytest.raises(ValueError, match="n_steps=0"):
+        Planner(params, n_steps=0)
+
+
+def test_plan_cop_falls_with_outdoor_temperature(site):
+    cop = plan_cop(site, np.array([15.0, 25.0, 30.0, 35.0, 40.0]))
+    assert np.all(np.diff(cop) <= 1e-12)  # the EIR curve holds its inputs inside its validity range
+    assert cop[3] < cop[2] < cop[1]
+    assert 2.0 < cop[-1] < cop[0] < 12.0
+
+
+def test_valid_until_and_step_at(params):
+    from datetime import datetime, timedelta, timezone
+
+    inp = day_inputs()
+    t0 = datetime(2025, 7, 1, tzinfo=timezone.utc)
+    inp.start = t0
+    plan = Planner(params, n_steps=96).solve(inp, W)
+    assert plan.valid_until == t0 + timedelta(hours=24)
+    assert plan.step_at(t0 + timedelta(minutes=31)) == 2
+    assert plan.step_at(t0 + timedelta(hours=24)) is None
