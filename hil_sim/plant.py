@@ -25,7 +25,9 @@ Step model (for ``dt_s`` seconds from ``plant.t``; the dataset row containing ``
    export beyond the POI caps is counted as an excursion. Islanded: an online black-start battery forms
    the grid and takes the balance instantly; surplus it cannot absorb curtails PV then wind. On a
    deficit it cannot supply, under-frequency load shedding opens non-critical feeders, highest
-   ``priority`` number first, until it can (they stay open until the controller recloses them); if
+   ``priority`` number first, then the chiller plant's supply (the tank carries the cooling), until it
+   can (the controller may reclose feeders; what UFLS shed recloses by itself once the grid holds the
+   park again, unless the controller has commanded that feeder since); if
    the critical feeders alone are too much, the island collapses (blackout: no load served, no
    generation, chillers off) for that step. Without such a battery an island is a blackout.
 7. Energies are integrated with the powers held over the step; the :class:`Ledger` accumulates them so
@@ -420,6 +422,8 @@ class Plant:
             [f.name for f in sorted(self._sg.feeders, key=lambda f: -f.priority) if not f.critical]
             if self._sg is not None else []
         )
+        self._ufls_open: set[str] = set()
+        self._chillers_shed = False
         self._poi_closed = True
         self._grid_ok = True
         # accounting
@@ -509,6 +513,7 @@ class Plant:
                 self._poi_closed = bool(command.close) and self._grid_ok
             elif command.breaker in self._feeders:
                 self._feeders[command.breaker] = bool(command.close)
+                self._ufls_open.discard(command.breaker)  # the controller now owns this breaker
             else:
                 raise CommandRejected(
                     f"{device_id}: breaker {command.breaker!r} unknown; allowed: {['poi', *self._feeders]}"
@@ -615,6 +620,12 @@ class Plant:
         if not self._grid_ok:
             self._poi_closed = False
         connected = self._grid_ok and self._poi_closed
+        if connected and (self._ufls_open or self._chillers_shed):
+            # automatic load restoration: what UFLS shed recloses once the grid holds the park again
+            for name in self._ufls_open:
+                self._feeders[name] = True
+            self._ufls_open.clear()
+            self._chillers_shed = False
         frac = sum(self._shares[n] for n, c in self._feeders.items() if c) if self._feeders else 1.0
         load_served = load * frac
 
@@ -647,7 +658,7 @@ class Plant:
 
         # 4 cooling
         if self._cp is not None:
-            q_ch, q_tank, q_unmet, p_ch, q_each, p_each = self._cooling(demand, temp, dt_s, True)
+            q_ch, q_tank, q_unmet, p_ch, q_each, p_each = self._cooling(demand, temp, dt_s, not self._chillers_shed)
         else:
             q_ch = q_tank = q_unmet = p_ch = 0.0
             q_each, p_each = [], []
@@ -696,10 +707,18 @@ class Plant:
                             break
                         if self._feeders[name]:
                             self._feeders[name] = False
+                            self._ufls_open.add(name)
                             led.ufls_trips += 1
                             net -= load * self._shares[name]
                     frac = sum(self._shares[n] for n, c in self._feeders.items() if c)
                     load_served = load * frac
+                if net > p_dis_max + 1e-9 and self._cp is not None and p_ch > 0.0:
+                    # then the chiller plant's supply: the tank carries the cooling while islanded
+                    self._chillers_shed = True
+                    led.ufls_trips += 1
+                    net -= p_ch
+                    q_ch, q_tank, q_unmet, p_ch, q_each, p_each = self._cooling(demand, temp, dt_s, False)
+                    net += p_ch
                 if net > p_dis_max + 1e-9:
                     blackout = True
                 else:

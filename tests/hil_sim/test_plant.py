@@ -168,12 +168,14 @@ def test_island_deficit_sheds_feeders_by_priority_then_blackout(tmp_path: Path) 
     st = plant.step(900.0)
     assert st.blackout and st.battery.status == "offline" and st.p_load_served_kw == 0.0
     assert plant.ledger.e_unserved_kwh == pytest.approx(1200.0 * 0.25 + 1500.0 * 0.25)
-    # grid back, POI and feeders reclosed by the controller: all load served again
+    # grid back and POI reclosed: the feeders UFLS opened restore by themselves, one the controller
+    # commanded open stays open
     plant.set_grid_outage(False)
-    for name in ("poi", "workshops", "offices"):
-        plant.apply("switchgear", BreakerCommand(breaker=name, close=True))
+    plant.apply("switchgear", BreakerCommand(breaker="offices", close=False))
+    plant.apply("switchgear", BreakerCommand(breaker="poi", close=True))
     st = plant.step(900.0)
-    assert not st.islanded and st.p_load_served_kw == 1500.0
+    assert not st.islanded and st.p_load_served_kw == pytest.approx(1500.0 * 0.7)
+    assert st.switchgear.feeders_closed == {"process": True, "workshops": True, "offices": False}
 
 
 def test_island_collapses_when_critical_load_exceeds_the_battery(tmp_path: Path) -> None:
@@ -300,3 +302,18 @@ def test_chillers_cover_what_the_tank_cannot(tmp_path: Path) -> None:
     st = plant.step(900.0).chiller_plant
     assert st.q_tank_kw_th == pytest.approx(400.0)
     assert st.q_kw_th == pytest.approx(600.0) and st.q_unmet_kw_th == pytest.approx(0.0)
+
+
+def test_island_sheds_the_chiller_plant_after_feeders_and_restores_on_grid_return(tmp_path: Path) -> None:
+    # process feeder 20 % of 4000 = 800 kW; chillers for 2000 kW_th draw > 200 kW: too much for 1000 kW
+    plant = Plant(SITE, _flat(tmp_path, load=4000.0, cooling=2000.0))
+    plant.set_grid_outage(True)
+    st = plant.step(900.0)
+    assert not st.blackout and st.battery.p_kw == pytest.approx(800.0)
+    cp = st.chiller_plant
+    assert cp.p_kw == 0.0 and cp.q_tank_kw_th == pytest.approx(2000.0) and cp.q_unmet_kw_th == 0.0
+    assert plant.ledger.ufls_trips == 3  # offices, workshops, chiller plant
+    plant.set_grid_outage(False)
+    plant.apply("switchgear", BreakerCommand(breaker="poi", close=True))
+    st = plant.step(900.0)
+    assert st.chiller_plant.p_kw > 0.0 and st.p_load_served_kw == pytest.approx(4000.0)
