@@ -65,10 +65,11 @@ def available_profiles(site, dataset) -> Profiles:
     p_wind: dict[str, np.ndarray] = {}
     v_hub: dict[str, np.ndarray] = {}
     for wt in site.wind:
-        curve = wind.power_curve(wt.turbine_type)
         v_hub[wt.id] = wind.hub_wind_speed_ms(ds.wind_ms, hub_height_m=wt.hub_height_m, shear_exponent=wt.shear_exponent)
-        # the site's rating governs: a curve that peaks above rated_kw (E-53/800: 810 kW) is held at it
-        p_wind[wt.id] = np.minimum(wind.curve_power_kw(v_hub[wt.id], curve), wt.rated_kw)
+        p_wind[wt.id] = wind.available_power_kw(
+            ds.wind_ms, turbine_type=wt.turbine_type, hub_height_m=wt.hub_height_m,
+            shear_exponent=wt.shear_exponent, rated_kw=wt.rated_kw,
+        )
     plant = site.chiller_plant
     if plant is not None:
         q = np.minimum(ds.cooling_kw, plant.capacity_kw_th)

@@ -111,6 +111,31 @@ def curve_power_kw(wind_hub_ms: ArrayLike, curve: PowerCurve) -> np.ndarray:
     return np.where(v > curve.cut_out_ms, 0.0, p)
 
 
+def available_power_kw(
+    wind_ref_ms: ArrayLike,
+    *,
+    turbine_type: str,
+    hub_height_m: float,
+    shear_exponent: float,
+    rated_kw: float,
+    ref_height_m: float = 10.0,
+) -> np.ndarray:
+    """Power the wind allows one turbine: shear to hub height, its power curve, held at ``rated_kw`` [kW].
+
+    The site's rating governs when the curve peaks above it (E-53/800: 810 kW on an 800 kW rating).
+
+    Parameters
+    ----------
+    wind_ref_ms : wind speed at ``ref_height_m`` [m/s]
+    turbine_type : a type of :func:`turbine_types`
+    hub_height_m, shear_exponent : see :func:`hub_wind_speed_ms`
+    rated_kw : turbine rating [kW]
+    """
+    v_hub = hub_wind_speed_ms(wind_ref_ms, hub_height_m=hub_height_m, shear_exponent=shear_exponent,
+                              ref_height_m=ref_height_m)
+    return np.minimum(curve_power_kw(v_hub, power_curve(turbine_type)), rated_kw)
+
+
 def wind_output_kw(
     p_avail_kw: ArrayLike, limit_kw: ArrayLike, *, tripped: ArrayLike = False
 ) -> np.ndarray:

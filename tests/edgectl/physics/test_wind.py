@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -49,3 +50,11 @@ def test_ramp_limit() -> None:
     assert float(ramp.ramp_limit_kw(0.0, 500.0, 40.0, 5.0)) == 200.0  # 40 kW/s for 5 s
     assert float(ramp.ramp_limit_kw(500.0, 0.0, 40.0, 100.0)) == 0.0  # reaches the target
     assert float(ramp.ramp_limit_kw(500.0, 0.0, 40.0, 2.0)) == 420.0
+
+
+def test_available_power_chain_held_at_rating() -> None:
+    kw: dict[str, Any] = {"turbine_type": "E-53/800", "hub_height_m": 73.0, "shear_exponent": 0.143, "rated_kw": 800.0}
+    # 5 m/s at 10 m -> 6.64393 m/s at hub -> 197.022 kW; 15 m/s -> 19.93 m/s -> 810 kW on the curve, held at 800
+    assert float(wind.available_power_kw(5.0, **kw)) == pytest.approx(197.022, abs=1e-3)
+    assert float(wind.available_power_kw(15.0, **kw)) == 800.0
+    assert float(wind.available_power_kw(20.0, **kw)) == 0.0  # 26.6 m/s at hub: above cut-out
