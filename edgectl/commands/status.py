@@ -18,7 +18,7 @@ from edgectl.config import load_site
 from edgectl.errors import StoreError
 from edgectl.store import Store, command_to_json
 
-__all__ = ["register", "run", "collect"]
+__all__ = ["collect", "register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -116,12 +116,12 @@ def _cmd_text(cmd: dict[str, Any]) -> str:
 def render(info: dict[str, Any], *, now: datetime) -> str:
     lines = [
         f"state dir    {info['state_dir']}",
-        f"daemon       {'running' if info['running'] else 'stopped'} (pid {info['pid']}), last cycle "
-        f"{_fmt_s(info['last_cycle_age_s'])} ago",
+        (f"daemon       {'running' if info['running'] else 'stopped'} (pid {info['pid']}), last cycle "
+        f"{_fmt_s(info['last_cycle_age_s'])} ago"),
         f"health       {info['health']}",
         f"mode         {info['mode']} (source {info['source']})",
-        f"cycles       {info['cycles']}, last {info['last_cycle_ms']} ms, max {info['max_cycle_ms']} ms, "
-        f"overruns {info['overruns']}, skipped {info['skipped']}, write failures {info['write_failures']}",
+        (f"cycles       {info['cycles']}, last {info['last_cycle_ms']} ms, max {info['max_cycle_ms']} ms, "
+        f"overruns {info['overruns']}, skipped {info['skipped']}, write failures {info['write_failures']}"),
     ]
     plan = info["plan"]
     if plan is None:

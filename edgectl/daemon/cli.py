@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import faulthandler
+import logging
 import os
 import signal
 import sys
@@ -42,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _remote_factory(url: str | None, state_dir: str):  # noqa: ANN202
-    def make(site, *, on_command):  # noqa: ANN001, ANN202
+def _remote_factory(url: str | None, state_dir: str):
+    def make(site, *, on_command):
         from edgectl.remote import RemoteLink
 
         return RemoteLink(site, url=url, state_dir=state_dir, on_command=on_command)

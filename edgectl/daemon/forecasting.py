@@ -21,7 +21,7 @@ from edgectl.dataset import tariff_import_prices
 from edgectl.dispatch.forecast import Forecaster
 from edgectl.dispatch.lp import Plan, PlanInputs, Planner, plant_params, weights_for
 
-__all__ = ["StepObs", "build_planner", "plan_once", "horizon_steps"]
+__all__ = ["StepObs", "build_planner", "horizon_steps", "plan_once"]
 
 
 class StepObs(NamedTuple):
@@ -39,7 +39,7 @@ class StepObs(NamedTuple):
 
 
 def horizon_steps(site: SiteConfig) -> int:
-    return int(round(site.dispatch.horizon_h * 60.0 / site.dispatch.step_min))
+    return round(site.dispatch.horizon_h * 60.0 / site.dispatch.step_min)
 
 
 def build_planner(site: SiteConfig) -> dict[str, Any]:

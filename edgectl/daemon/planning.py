@@ -30,7 +30,7 @@ from edgectl.config import SiteConfig
 from edgectl.dispatch.lp import Plan
 from edgectl.errors import DispatchError
 
-__all__ = ["PlanRequest", "PlanWorker", "plan_from_dict", "plan_to_dict", "make_plan"]
+__all__ = ["PlanRequest", "PlanWorker", "make_plan", "plan_from_dict", "plan_to_dict"]
 
 log = logging.getLogger("edgectl.daemon.planning")
 
@@ -189,7 +189,7 @@ class PlanWorker:
                 return make_plan(self.site, request)
             except DispatchError:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise DispatchError(f"planning failed: {type(exc).__name__}: {exc}") from exc
         with self._lock:
             conn = self._ensure()

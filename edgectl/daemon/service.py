@@ -72,7 +72,7 @@ from edgectl.errors import DispatchError
 from edgectl.glossary import Quality
 from edgectl.store import SetpointRecord, Store
 
-__all__ = ["Daemon", "FleetLike", "TELEMETRY_PERIOD_S"]
+__all__ = ["TELEMETRY_PERIOD_S", "Daemon", "FleetLike"]
 
 log = logging.getLogger("edgectl.daemon")
 
@@ -259,7 +259,7 @@ class Daemon:
     def _make_scheduler(self, loop: asyncio.AbstractEventLoop) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         scheduler.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
-        grace = max(1, int(round(self.cycle_s)))
+        grace = max(1, round(self.cycle_s))
         start = datetime.now(UTC) + timedelta(seconds=0.05)
         scheduler.add_job(
             self._cycle, IntervalTrigger(seconds=self.cycle_s, start_date=start, timezone=UTC), id="cycle",
@@ -305,7 +305,7 @@ class Daemon:
                              rec.valid_until.isoformat())
                 else:
                     log.info("stored plan %d no longer covers now: not resumed", rec.id)
-        for dev, sp in self.store.setpoints().items():
+        for sp in self.store.setpoints().values():
             if isinstance(sp.command, BatterySetpoint):
                 self.p_batt_prev_kw = sp.command.p_kw
         self._history = [tuple(x) for x in self.store.get("history", [])][-HISTORY_STEPS:]
@@ -336,10 +336,9 @@ class Daemon:
             return "controller not ready"
         try:
             self.control.apply_remote(command)
-            if command.name == "mode" and command.value != "manual":
-                if "battery_kw" in self.control.view().values:
-                    self.control.set("battery_kw", None, source="daemon", now=command.issued_at,
-                                     detail={"reason": "left manual mode"})
+            if command.name == "mode" and command.value != "manual" and "battery_kw" in self.control.view().values:
+                self.control.set("battery_kw", None, source="daemon", now=command.issued_at,
+                                 detail={"reason": "left manual mode"})
         except (ValueError, TypeError) as exc:
             return str(exc)
         return None
@@ -375,7 +374,7 @@ class Daemon:
             readings = await asyncio.wait_for(
                 fleet.poll(group, deadline_s=max(0.6 * self.cycle_s, 0.04)), timeout=max(0.7 * self.cycle_s, 0.05))
             self.latest.update(readings)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("poll (%s) did not finish within %.2f s: using the last readings", group, 0.7 * self.cycle_s)
         except Exception as exc:  # noqa: BLE001 - a poll failure degrades, never stops the cycle
             log.warning("poll (%s) failed: %s: %s", group, type(exc).__name__, exc)

@@ -111,7 +111,7 @@ class FakeFleet:
         return {b.id: FakeResult(True)}
 
 
-def fake_factory(fleet: FakeFleet):  # noqa: ANN201
+def fake_factory(fleet: FakeFleet):
     @contextlib.asynccontextmanager
     async def factory(site: SiteConfig) -> AsyncIterator[FakeFleet]:
         yield fleet

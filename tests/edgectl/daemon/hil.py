@@ -92,7 +92,7 @@ class HilSim:
                         adapter.refresh(plant.state)
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=self.tick_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             await group.stop()
@@ -117,7 +117,7 @@ class HilSim:
                          extra: dict[str, str] | None = None) -> str:
         """The example site with the served URLs, a short cycle and the given state directory."""
         urls = iter(d.url for d in self.served.devices)
-        text = re.sub(r'^url = "tcp://[^"]+"', lambda _m: f'url = "{next(urls)}"', EXAMPLE.read_text(), flags=re.M)
+        text = re.sub(r'^url = "tcp://[^"]+"', lambda _m: f'url = "{next(urls)}"', EXAMPLE.read_text(), flags=re.MULTILINE)
         text = text.replace("cycle_s = 1.0", f"cycle_s = {cycle_s}")
         text = text.replace('state_dir = "/var/lib/edgectl"', f'state_dir = "{state_dir}"')
         text = text.replace("stale_after_s = 5.0", f"stale_after_s = {stale_after_s}")
@@ -176,4 +176,4 @@ def wait_until(pred: Any, timeout_s: float, what: str = "condition", interval_s:
     raise AssertionError(f"{what} not reached within {timeout_s} s")
 
 
-__all__ = ["HilSim", "DaemonProc", "wait_until", "load_site"]
+__all__ = ["DaemonProc", "HilSim", "load_site", "wait_until"]

@@ -4,6 +4,7 @@ with expiry, degradation and recovery, overruns, notify, restart resume, safe se
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from edgectl.store import Store
 pytestmark = pytest.mark.timeout(60)
 
 
-def _site(tmp_path: Path, **kw: float):  # noqa: ANN202
+def _site(tmp_path: Path, **kw: float):
     return load_site_text(site_text(state_dir=str(tmp_path / "state"), **kw))
 
 
@@ -50,7 +51,7 @@ def _batt_writes(fleet: FakeFleet) -> list[BatterySetpoint]:
     return [c for d, c in fleet.writes if d == "bess" and isinstance(c, BatterySetpoint)]
 
 
-async def test_ready_watchdog_status_and_safe_stop(tmp_path: Path, notify_sink) -> None:  # noqa: ANN001
+async def test_ready_watchdog_status_and_safe_stop(tmp_path: Path, notify_sink) -> None:
     site = _site(tmp_path)
     fleet = FakeFleet(site)
     d = Daemon(site, fleet_factory=fake_factory(fleet), notifier=Notifier(notify_sink.path), plan_in_process=True)
@@ -87,7 +88,7 @@ async def test_manual_override_then_expiry_back_to_auto(tmp_path: Path) -> None:
         await _until(lambda: _batt_writes(fleet)[-1].p_kw == -300.0, timeout_s=1.4)
         assert d.last_decision.source == "manual"  # type: ignore[union-attr]
         steps = [w.p_kw for w in _batt_writes(fleet)[-4:]]
-        assert all(abs(b - a) <= 100.0 + 1e-6 for a, b in zip(steps, steps[1:]))
+        assert all(abs(b - a) <= 100.0 + 1e-6 for a, b in itertools.pairwise(steps))
         await asyncio.sleep(1.6)
         await _until(lambda: d.last_decision.source != "manual")  # type: ignore[union-attr]
         assert d.control.view().mode == "auto"  # type: ignore[union-attr]
@@ -149,7 +150,7 @@ async def test_overrun_is_counted_and_never_stacks(tmp_path: Path) -> None:
     peak = 0
     orig_poll, orig_write = fleet.poll, fleet.write
 
-    async def slow_poll(group: str = "fast", *, deadline_s=None):  # noqa: ANN001, ANN202
+    async def slow_poll(group: str = "fast", *, deadline_s=None):
         nonlocal active, peak
         active += 1
         peak = max(peak, active)
@@ -160,7 +161,7 @@ async def test_overrun_is_counted_and_never_stacks(tmp_path: Path) -> None:
         finally:
             active -= 1
 
-    async def slow_write(device_id, command):  # noqa: ANN001, ANN202
+    async def slow_write(device_id, command):
         await asyncio.sleep(0.075 if 5 <= d.cycles < 8 else 0.0)
         return await orig_write(device_id, command)
 

@@ -31,7 +31,7 @@ def sim() -> Iterator[HilSim]:
 
 
 @pytest.fixture
-def bench(sim: HilSim, tmp_path: Path, notify_sink):  # noqa: ANN001, ANN201
+def bench(sim: HilSim, tmp_path: Path, notify_sink):
     sim.battery_writes.clear()
     for dev in sim.adapters:
         sim.set_offline(dev, False)
@@ -42,7 +42,7 @@ def bench(sim: HilSim, tmp_path: Path, notify_sink):  # noqa: ANN001, ANN201
         site_file = tmp_path / "site.toml"
         notify = notify_sink
 
-        def write_site(self, **kw) -> None:  # noqa: ANN003
+        def write_site(self, **kw) -> None:
             self.site_file.write_text(sim.daemon_site_text(state_dir=self.state, **kw))
 
         def start(self) -> DaemonProc:
@@ -53,7 +53,7 @@ def bench(sim: HilSim, tmp_path: Path, notify_sink):  # noqa: ANN001, ANN201
         def status(self) -> dict:
             notify_sink.drain()  # keep reading the notify socket, as systemd does
             out = subprocess.run([str(EDGECTL), "status", "--state-dir", str(self.state), "--json"],
-                                 capture_output=True, text=True, timeout=30)
+                                 check=False, capture_output=True, text=True, timeout=30)
             assert out.returncode == 0, out.stderr
             return json.loads(out.stdout)
 
@@ -76,7 +76,7 @@ def _hb_and_wset(sim: HilSim) -> tuple[list[int], list[float]]:
     return hbs, wsets
 
 
-def test_ready_watchdog_status_then_sigterm_writes_safe_setpoints(sim: HilSim, bench) -> None:  # noqa: ANN001
+def test_ready_watchdog_status_then_sigterm_writes_safe_setpoints(sim: HilSim, bench) -> None:
     bench.write_site(extra={
         "safe_limit_pct = 100.0            # power limit written on shutdown [% of ac_kw]": "safe_limit_pct = 80.0",
         "safe_limit_pct = 100.0            # [% of rated_kw]": "safe_limit_pct = 50.0",
@@ -103,7 +103,7 @@ def test_ready_watchdog_status_then_sigterm_writes_safe_setpoints(sim: HilSim, b
     assert not info["running"] and info["setpoints"]["bess"]["source"] == "shutdown"
 
 
-def test_kill9_restart_resumes_without_lost_or_duplicated_writes(sim: HilSim, bench) -> None:  # noqa: ANN001
+def test_kill9_restart_resumes_without_lost_or_duplicated_writes(sim: HilSim, bench) -> None:
     bench.seed(mode="manual", battery_kw=-300.0)
     d1 = bench.start()
     bench.notify.wait_for("READY", 20.0)
@@ -129,7 +129,7 @@ def test_kill9_restart_resumes_without_lost_or_duplicated_writes(sim: HilSim, be
     assert after[0]["704.WSet"] == -300000.0
 
 
-def test_device_and_meter_dropout_degrade_then_recover(sim: HilSim, bench) -> None:  # noqa: ANN001
+def test_device_and_meter_dropout_degrade_then_recover(sim: HilSim, bench) -> None:
     d = bench.start()
     bench.notify.wait_for("READY", 20.0)
     wait_until(lambda: bench.status()["health"].startswith("OK"), 15.0, "health OK")
@@ -153,7 +153,7 @@ def test_device_and_meter_dropout_degrade_then_recover(sim: HilSim, bench) -> No
     assert actions.count("degraded") >= 2 and actions.count("recovered") >= 2
 
 
-def test_corrupt_database_is_recovered_not_a_crash_loop(sim: HilSim, bench) -> None:  # noqa: ANN001
+def test_corrupt_database_is_recovered_not_a_crash_loop(sim: HilSim, bench) -> None:
     bench.state.mkdir()
     (bench.state / "state.db").write_bytes(b"not a database at all " * 500)
     d = bench.start()
@@ -167,6 +167,6 @@ def test_corrupt_database_is_recovered_not_a_crash_loop(sim: HilSim, bench) -> N
 def test_invalid_site_exits_78(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[site]\nid = 'X'\n")
-    res = subprocess.run([str(EDGECTL), "run", "--config", str(bad), "--no-mqtt"], capture_output=True, text=True,
+    res = subprocess.run([str(EDGECTL), "run", "--config", str(bad), "--no-mqtt"], check=False, capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 78 and "site.id" in res.stderr

@@ -10,7 +10,7 @@ import pytest
 from edgectl.daemon.notify import Notifier, watchdog_interval_s
 
 
-def test_ready_watchdog_status_stopping_reach_the_socket(notify_sink) -> None:  # noqa: ANN001
+def test_ready_watchdog_status_stopping_reach_the_socket(notify_sink) -> None:
     n = Notifier(notify_sink.path)
     assert n.enabled
     assert n.ready("OK; first cycle")
@@ -43,7 +43,7 @@ def test_no_socket_is_a_noop(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not n.enabled and not n.ready("x") and not n.watchdog()
 
 
-def test_gone_socket_never_raises(tmp_path, caplog) -> None:  # noqa: ANN001
+def test_gone_socket_never_raises(tmp_path, caplog) -> None:
     n = Notifier(str(tmp_path / "missing.sock"))
     assert not n.watchdog()
     assert not n.watchdog()
@@ -56,7 +56,7 @@ def test_watchdog_interval() -> None:
     assert watchdog_interval_s({}) is None
 
 
-def test_a_reader_that_never_reads_cannot_block_the_sender(notify_sink) -> None:  # noqa: ANN001
+def test_a_reader_that_never_reads_cannot_block_the_sender(notify_sink) -> None:
     import time
 
     n = Notifier(notify_sink.path)
