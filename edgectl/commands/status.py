@@ -68,6 +68,7 @@ def collect(state_dir: str, *, now: datetime | None = None) -> dict[str, Any]:
         "overruns": status.get("overruns", 0),
         "skipped": status.get("skipped", 0),
         "write_failures": status.get("write_failures", 0),
+        "period_jitter_ms": status.get("period_jitter_ms", {}),
         "plan": None if plan is None else {
             "id": plan.id, "created": plan.created_at.isoformat(), "age_s": (now - plan.created_at).total_seconds(),
             "valid_until": plan.valid_until.isoformat(), "valid": plan.valid_until > now,
@@ -123,6 +124,10 @@ def render(info: dict[str, Any], *, now: datetime) -> str:
         (f"cycles       {info['cycles']}, last {info['last_cycle_ms']} ms, max {info['max_cycle_ms']} ms, "
         f"overruns {info['overruns']}, skipped {info['skipped']}, write failures {info['write_failures']}"),
     ]
+    jit = info.get("period_jitter_ms") or {}
+    if jit.get("n"):
+        lines.append(f"jitter       period deviation p50 {jit['p50']} ms, p99 {jit['p99']} ms, max {jit['max']} ms "
+                     f"(last {jit['n']} cycles)")
     plan = info["plan"]
     if plan is None:
         lines.append("plan         none")

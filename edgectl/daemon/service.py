@@ -328,6 +328,17 @@ class Daemon:
         self.notifier.close()
         log.info("stopped after %d cycles (%d overruns, %d skipped)", self.cycles, self.overruns, self.skipped)
 
+    def jitter_stats(self, last_n: int = 3600) -> dict[str, float | int]:
+        """Start-to-start period deviation from ``cycle_s`` over the last ``last_n`` cycles [ms]."""
+        dev = sorted(abs(p - self.cycle_s) * 1000.0 for p in self.periods_s[-last_n:])
+        if not dev:
+            return {"n": 0}
+
+        def q(f: float) -> float:
+            return round(dev[min(len(dev) - 1, int(f * (len(dev) - 1) + 0.5))], 2)
+
+        return {"n": len(dev), "p50": q(0.5), "p99": q(0.99), "max": round(dev[-1], 2)}
+
     # ------------------------------------------------------------------------------ remote
 
     def _on_remote_command(self, command: Any) -> str | None:
@@ -558,6 +569,7 @@ class Daemon:
                                  if self.chain.plan is not None and self.chain.plan.valid_until else None),
             "quality": {d: Quality(q).name for d, q in snap.quality.items()} if snap else {},
             "limits": list(self.last_decision.limits) if self.last_decision else [],
+            "period_jitter_ms": self.jitter_stats(last_n=100_000 if final else 600),
         }
         self.store.put("status", status)
 
