@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from drivers.errors import CodecError
@@ -37,6 +37,7 @@ __all__ = [
     "not_implemented_marker",
     "decode_point",
     "encode_point",
+    "compile_decoder",
 ]
 
 TYPE_WORDS: dict[str, int] = {
@@ -260,3 +261,55 @@ def encode_point(point: Point, value: float | int | str | bool, sf: int | None =
         return encode_raw(kind, raw, word_order=point.word_order, byte_order=point.byte_order)
     except CodecError as exc:
         raise CodecError(f"point {point.name}: value {value!r}: {exc}") from None
+
+
+def compile_decoder(point: Point) -> Callable[[Sequence[int], int | None], PointValue]:
+    """A decoder specialised for one point, equivalent to :func:`decode_point` but several times faster.
+
+    The poll cycle decodes thousands of points; this precomputes the struct layout, word/byte order,
+    marker, scale and range once per point.
+    """
+    kind = canonical_type(point.type)
+    fmt = _FMT.get(kind)
+    if fmt is None or point.sf is not None or point.na is not None or (
+            point.enum and point.strict_enum) or kind == "sunssf":
+        return lambda regs, sf=None: decode_point(point, regs, sf)
+    n = TYPE_WORDS[kind]
+    pack = struct.Struct(f">{n}H").pack
+    unpack = struct.Struct(fmt).unpack
+    reverse = point.word_order == "little" and n > 1
+    swap = point.byte_order == "little"
+    is_float = kind.startswith("f")
+    marker = not_implemented_marker(kind) if point.na_markers else None
+    check_nan = is_float and point.na_markers
+    as_int = not is_float and (kind.startswith(("enum", "bitfield")) or (
+        point.scale == 1.0 and point.offset == 0.0))
+    scale, offset, lo, hi = point.scale, point.offset, point.min, point.max
+    good = Quality.GOOD
+
+    def decode(regs: Sequence[int], sf: int | None = None) -> PointValue:
+        if len(regs) != n:
+            return INVALID
+        try:
+            data = pack(*(regs[::-1] if reverse else regs))
+        except struct.error:
+            return INVALID
+        if swap:
+            data = bytes(data[i ^ 1] for i in range(len(data)))
+        raw = unpack(data)[0]
+        if is_float:
+            if not math.isfinite(raw):
+                return INVALID
+        elif raw == marker:
+            return INVALID
+        if as_int:
+            value: float | int = raw
+        else:
+            value = raw * scale + offset
+            if check_nan and not math.isfinite(value):
+                return INVALID
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            return INVALID
+        return PointValue(value, good)
+
+    return decode

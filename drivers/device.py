@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from drivers.codec import INVALID, MISSING, PointValue, decode_point, encode_point
+from drivers.codec import INVALID, MISSING, PointValue, compile_decoder, encode_point
 from drivers.errors import CodecError, ConfigurationError, LinkDown, LinkTimeout, WriteError
 from drivers.links import Link
 from drivers.maps import Point, RegisterMap
@@ -25,6 +25,7 @@ class MapDevice:
         self.planner = BlockPlanner(rmap, max_gap=max_gap)
         self.deadline_s = request_deadline_s
         self.sf_cache: dict[str, int] = {}
+        self._decoders = {p.name: compile_decoder(p) for p in rmap.points}
 
     async def read(self, group: str = "all") -> dict[str, PointValue]:
         """Read a poll group; every selected point gets a :class:`PointValue` (MISSING when not read).
@@ -75,7 +76,7 @@ class MapDevice:
                 if sf is None:
                     out[p.name] = INVALID
                     continue
-            pv = decode_point(p, regs, sf)
+            pv = self._decoders[p.name](regs, sf)
             if p.type == "sunssf" and pv.value is not None:
                 self.sf_cache[p.name] = int(pv.value)
             out[p.name] = pv

@@ -266,7 +266,8 @@ class Link:
             self.stats.requests += 1
             try:
                 try:
-                    response = await asyncio.wait_for(self._call(client, req), timeout + 0.5)
+                    async with asyncio.timeout(timeout + 0.5):
+                        response = await self._call(client, req)
                 finally:
                     self._last_io = time.monotonic()
             except LinkTimeout:

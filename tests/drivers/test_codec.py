@@ -125,3 +125,21 @@ def test_any_words_decode_without_crashing(words: list[int], type_: str) -> None
         assert pv.value is not None and (not isinstance(pv.value, float) or math.isfinite(pv.value))
     else:
         assert pv.value is None
+
+
+@given(st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4),
+       st.sampled_from(["u16", "i16", "u32", "i32", "f32", "u64", "i64", "f64", "enum16", "bitfield32", "acc32"]),
+       st.sampled_from(["big", "little"]), st.sampled_from(["big", "little"]),
+       st.sampled_from([1.0, 0.1, 0.001]), st.booleans())
+def test_compiled_decoder_equals_reference_decoder(words: list[int], type_: str, wo: str, bo: str, scale: float,
+                                                  ranged: bool) -> None:
+    from drivers.codec import TYPE_WORDS, compile_decoder
+
+    kw: dict[str, object] = {"word_order": wo, "byte_order": bo}
+    if not type_.startswith(("enum", "bitfield")):
+        kw["scale"] = scale
+    if ranged:
+        kw.update(min=-1000.0, max=1000.0)
+    p = pt(type_, **kw)
+    regs = words[: TYPE_WORDS[type_]]
+    assert compile_decoder(p)(regs, None) == decode_point(p, regs)
