@@ -180,6 +180,17 @@ def not_implemented_marker(type_name: str) -> int | None:
     }.get(t)
 
 
+def decimals_of(factor: float) -> int | None:
+    """Decimal places of a power-of-ten factor (0.001 -> 3), else None: used to drop float noise
+    (370.34000000000003 -> 370.34) from scaled integers."""
+    if factor <= 0:
+        return None
+    exp = math.log10(factor)
+    if abs(exp - round(exp)) > 1e-9:
+        return None
+    return max(0, -int(round(exp)))
+
+
 def _is_na(point: Point, raw: int | float | str | bool) -> bool:
     if point.na is not None:
         return raw in point.na
@@ -220,9 +231,11 @@ def decode_point(point: Point, regs: Sequence[int], sf: int | None = None) -> Po
     elif point.scale == 1.0 and point.sf is None and point.offset == 0.0 and not kind.startswith("f"):
         value = int(raw)
     else:
-        value = float(raw) * point.scale
-        if point.sf is not None and sf is not None:
-            value = value * (10.0 ** sf)
+        factor = point.scale * (10.0 ** sf if point.sf is not None and sf is not None else 1.0)
+        value = float(raw) * factor
+        digits = decimals_of(factor) if not kind.startswith("f") else None
+        if digits is not None:
+            value = round(value, digits)
         value += point.offset
         if not math.isfinite(value):
             return INVALID
@@ -285,6 +298,7 @@ def compile_decoder(point: Point) -> Callable[[Sequence[int], int | None], Point
     as_int = not is_float and (kind.startswith(("enum", "bitfield")) or (
         point.scale == 1.0 and point.offset == 0.0))
     scale, offset, lo, hi = point.scale, point.offset, point.min, point.max
+    digits = None if is_float else decimals_of(scale)
     good = Quality.GOOD
 
     def decode(regs: Sequence[int], sf: int | None = None) -> PointValue:
@@ -305,7 +319,10 @@ def compile_decoder(point: Point) -> Callable[[Sequence[int], int | None], Point
         if as_int:
             value: float | int = raw
         else:
-            value = raw * scale + offset
+            value = raw * scale
+            if digits is not None:
+                value = round(value, digits)
+            value += offset
             if check_nan and not math.isfinite(value):
                 return INVALID
         if (lo is not None and value < lo) or (hi is not None and value > hi):

@@ -165,10 +165,16 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"edgectl probe: {args.url}: {exc.strerror or exc}", file=sys.stderr)
         return EX_DEVICE
-    if args.json:
-        print(json.dumps(doc, allow_nan=False))
-    elif args.map:
-        _print_map(doc)
-    else:
-        _print_sunspec(doc)
+    try:
+        if args.json:
+            print(json.dumps(doc, allow_nan=False))
+        elif args.map:
+            _print_map(doc)
+        else:
+            _print_sunspec(doc)
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. `edgectl probe ... | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

@@ -256,8 +256,10 @@ def _decode_group(g: GroupDef, words: list[int], off: int, counts: dict[str, int
             out[p.name] = None  # scale factor missing: an unscaled number would be wrong
         elif sf is False or sf == 0:
             out[p.name] = float(raw) if p.type.startswith("float") else raw
-        else:
+        elif p.type.startswith("float"):
             out[p.name] = float(raw) * (10.0 ** int(sf))
+        else:
+            out[p.name] = round(float(raw) * (10.0 ** int(sf)), max(0, -int(sf)))
     for sub in g.groups:
         if sub.count == 0:
             unit = sub.instance_len(counts)
