@@ -141,8 +141,13 @@ class NoControl:
         await _poll(fleet, result)
 
 
+SLOW_EVERY_STEPS = 4
+"""The slow poll group (nameplates, identification, static settings) is read every this many steps."""
+
+
 async def _poll(fleet: Any, result: RunResult) -> dict[str, Any]:
-    readings = await fleet.poll("all")
+    group = "all" if result.steps % SLOW_EVERY_STEPS == 0 else "fast"
+    readings = await fleet.poll(group)
     from edgectl.glossary import Quality
 
     result.reads_failed += sum(1 for r in readings.values() if r.quality != Quality.GOOD)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from drivers.codec import encode_raw, not_implemented_marker
+from drivers.errors import CodecError
 from drivers.image import ImageWriteError
 from drivers.natures import BatterySetpoint, PvLimit
 from drivers.sunspec import build_image, model_def
@@ -97,6 +99,7 @@ class SunSpecFace:
         self.value_faults = ValueFaults()
         self.encode_errors = 0
         self._now: Any = None
+        self._slots: dict[tuple[int, str], tuple[int, str, int, Any, Any]] = {}
 
     def refresh(self, state: Any) -> None:
         self._now = state.t
@@ -108,13 +111,53 @@ class SunSpecFace:
         if vf.noise:
             vf.apply(natural)
         for model_id, values in self.render(natural, state).items():
-            try:
-                self.ss.update(model_id, values)
-            except (ValueError, ArithmeticError):
-                self.encode_errors += 1
-                self.ss.update(model_id, {k: None for k in values})
+            self._put(model_id, values)
         for name, value in vf.overrides.items():
             self.override(name, value)
+
+    def _slot(self, model_id: int, point: str) -> tuple[int, str, int, Any, Any]:
+        """(word offset, codec type, scale factor, point def, placed model) of a top-level point."""
+        key = (model_id, point)
+        slot = self._slots.get(key)
+        if slot is None:
+            placed = self.ss.model(model_id)
+            pd = model_def(model_id).point(point)
+            sf = 0
+            if isinstance(pd.sf, int):
+                sf = pd.sf
+            elif isinstance(pd.sf, str):
+                sf = int(placed.values.get(pd.sf) or 0)
+            off = self.ss.address_of(model_id, point) - self.ss.base
+            slot = (off, pd.codec_type, sf, pd, placed)
+            self._slots[key] = slot
+        return slot
+
+    def _put(self, model_id: int, values: dict[str, Any]) -> None:
+        """Write point values into the chain in place (the scale factors were fixed at build).
+
+        Equivalent to ``SunSpecImage.update`` for top-level points, without re-encoding the whole model
+        every step. A value its register cannot carry is served as the not-implemented marker.
+        """
+        words = self.ss.words
+        for point, value in values.items():
+            off, ct, sf, pd, placed = self._slot(model_id, point)
+            regs: list[int] | None = None
+            if value is not None:
+                try:
+                    if pd.type in ("sunssf", "count") or pd.type.startswith(("enum", "bitfield")):
+                        regs = encode_raw(ct, int(value))
+                    elif ct.startswith("f"):
+                        regs = encode_raw(ct, float(value))
+                    else:
+                        regs = encode_raw(ct, int(round(float(value) / (10.0 ** sf))))
+                except (CodecError, ValueError, OverflowError):
+                    self.encode_errors += 1
+                    value = None
+            if regs is None:
+                marker = not_implemented_marker(ct)
+                regs = encode_raw(ct, math.nan) if ct.startswith("f") else encode_raw(ct, marker if marker is not None else 0)
+            words[off:off + len(regs)] = regs
+            placed.values[point] = value
 
     def override(self, name: str | None, value: float | None) -> None:
         """Out-of-range fault: ``name`` is ``MODEL.POINT`` (default: the primary point)."""
@@ -243,8 +286,8 @@ class PvFace(SunSpecFace):
             if (state.t - self._limit_written_at).total_seconds() > self._limit_rvrt_s:
                 self._limit_written_at = None  # reversion: limit off, as the inverter firmware does
                 self.plant.apply(self.device_id, PvLimit(limit_pct=100.0))
-                self.ss.update(123, {"WMaxLim_Ena": 0})
-                self.ss.update(704, {"WMaxLimPctEna": 0})
+                self._put(123, {"WMaxLim_Ena": 0})
+                self._put(704, {"WMaxLimPctEna": 0})
 
 
 # ----------------------------------------------------------------------------------------- battery
