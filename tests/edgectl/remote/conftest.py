@@ -46,38 +46,58 @@ class Broker:
             (etc / "certs" / name).write_bytes((pki / name).read_bytes())
         (etc / "passwd").write_bytes(passwd.read_bytes())
         (etc / "acl").write_text((MOSQ_DIR / "acl").read_text())
+        self.etc = etc
+        self.conf = etc / "mosquitto.conf"
+        self.log = root / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_once = False
+        self._write_conf()
+
+    def _write_conf(self) -> None:
         conf = (MOSQ_DIR / "mosquitto.conf").read_text()
-        conf = conf.replace("/etc/mosquitto/edgectl", str(etc))
-        conf = conf.replace("/var/lib/mosquitto/", str(root / "data") + "/")
+        conf = conf.replace("/etc/mosquitto/edgectl", str(self.etc))
+        conf = conf.replace("/var/lib/mosquitto/", str(self.root / "data") + "/")
         assert "listener 8883\n" in conf and "listener 1883 127.0.0.1\n" in conf
         conf = conf.replace("listener 8883\n", f"listener {self.tls_port} 127.0.0.1\n")
         conf = conf.replace("listener 1883 127.0.0.1\n", f"listener {self.port} 127.0.0.1\n")
         if os.geteuid() == 0:
             conf += "\nuser root\n"
-        self.conf = etc / "mosquitto.conf"
         self.conf.write_text(conf)
-        self.log = root / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, user: str, *, tls: bool = False) -> str:
         scheme, port = ("mqtts", self.tls_port) if tls else ("mqtt", self.port)
         return f"{scheme}://{user}:{PASSWORDS[user]}@127.0.0.1:{port}"
 
     def start(self) -> None:
+        """Start mosquitto; when another process took a free port in the meantime, pick new ports
+        (first start only) or retry the same ports (a restart keeps its ports)."""
+        for _attempt in range(20):
+            if self._start_once():
+                self.started_once = True
+                return
+            if not self.started_once:
+                self.port, self.tls_port = free_port(), free_port()
+                self._write_conf()
+            time.sleep(0.25)
+        raise RuntimeError(f"mosquitto did not start: {self.log.read_text()[-2000:]}")
+
+    def _start_once(self) -> bool:
         assert self.proc is None
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=log, stderr=log)
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
+                self.proc = None
+                return False  # typically "Address already in use"
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2), \
                         socket.create_connection(("127.0.0.1", self.tls_port), timeout=0.2):
-                    return
+                    return True
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("mosquitto did not open its ports")
+        self.stop()
+        return False
 
     def stop(self) -> None:
         if self.proc is not None:
