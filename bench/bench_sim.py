@@ -12,6 +12,7 @@ wall time of a full year. ``--days 365`` measures the year itself.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -45,21 +46,27 @@ def main(argv: list[str] | None = None) -> int:
             stamps.append(time.perf_counter())
 
         t0 = time.perf_counter()
+        c0 = time.process_time()
         res = run_lockstep_sync(site, dataset, controller=name, steps=steps, step_s=step_s, progress=progress)
         wall = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         per_step = [b - a for a, b in zip([t0, *stamps[:-1]], stamps)]
         chunk = max(1, len(per_step) // 20)
         medians = [statistics.median(per_step[i:i + chunk]) for i in range(0, len(per_step), chunk)]
         ms = statistics.median(medians) * 1e3
         year_s = ms / 1e3 * (365 * 86400 / step_s)
-        rows.append((name, res.steps, wall, ms, args.days / wall, year_s, res.writes, res.writes_failed,
+        rows.append((name, res.steps, wall, cpu, ms, args.days / wall, year_s, res.writes, res.writes_failed,
                      res.reads_failed))
     print(f"bench_sim: site {site.site.id}, {args.days:g} days, {args.step_min}-min steps, lock-step over loopback "
           "Modbus TCP")
-    print(f"{'controller':10s} {'steps':>7s} {'wall s':>8s} {'ms/step (median)':>17s} {'sim days/s':>11s} "
-          f"{'year est. s':>12s} {'writes':>8s} {'w fail':>7s} {'r fail':>7s}")
-    for name, n, wall, ms, dps, year_s, w, wf, rf in rows:
-        print(f"{name:10s} {n:7d} {wall:8.1f} {ms:17.2f} {dps:11.2f} {year_s:12.0f} {w:8d} {wf:7d} {rf:7d}")
+    print(f"{'controller':10s} {'steps':>7s} {'wall s':>8s} {'CPU s':>8s} {'ms/step (median)':>17s} "
+          f"{'sim days/s':>11s} {'year est. s':>12s} {'writes':>8s} {'w fail':>7s} {'r fail':>7s}")
+    for name, n, wall, cpu, ms, dps, year_s, w, wf, rf in rows:
+        print(f"{name:10s} {n:7d} {wall:8.1f} {cpu:8.1f} {ms:17.2f} {dps:11.2f} {year_s:12.0f} {w:8d} {wf:7d} "
+              f"{rf:7d}")
+    print("CPU s = process CPU time (client, servers and plant share one process); wall s includes waiting for "
+          "the CPU when other work runs on the machine (load average at the end: "
+          f"{os.getloadavg()[0]:.1f}).")
     return 0
 
 
