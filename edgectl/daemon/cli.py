@@ -43,10 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _remote_factory(url: str | None, state_dir: str):
-    def make(site, *, on_command):
+    def make(site, *, on_command, current):
         from edgectl.remote import RemoteLink
 
-        return RemoteLink(site, url=url, state_dir=state_dir, on_command=on_command)
+        return RemoteLink(site, url=url, state_dir=state_dir, on_command=on_command, current=current)
 
     return make
 

@@ -3,7 +3,8 @@
 An override is a remote command that was accepted (``edgectl.remote``), keyed by its name: ``mode``,
 ``battery_kw``, ``pv_limit_pct``, ``wind_limit_pct``, ``chiller_override``, ``tank_target_pct``,
 ``export_limit_kw``, ``import_limit_kw``, ``carbon_price``, ``soc_reserve_pct``. Each may carry an expiry;
-the cycle drops expired ones at its start (back to automatic for that name) and audits it. Every change
+the cycle drops expired ones at its start (back to automatic for that name) and audits it. Leaving mode
+``manual`` (by command or expiry) also clears ``battery_kw``. Every change
 is committed to the store before the cycle can act on it, so a restart (also after ``kill -9``)
 resumes exactly the overrides that were in force.
 
@@ -93,6 +94,19 @@ class ControlState:
         }, ts=now)
         log.info("override %s = %r by %s%s", name, value, source,
                  f" until {expires_at.isoformat()}" if expires_at else "")
+        if name == "mode" and value != "manual":
+            self._leave_manual(now, why=f"mode set to {value or 'auto'}")
+
+    def _leave_manual(self, now: datetime, *, why: str) -> None:
+        """``battery_kw`` only applies in manual mode: leaving it clears the battery setpoint."""
+        with self._lock:
+            rec = self._records.pop("battery_kw", None)
+            if rec is None:
+                return
+            self._store.clear_override("battery_kw")
+            self.version += 1
+        self._store.audit("daemon", "cleared battery_kw", {"value": rec.value, "reason": why}, ts=now)
+        log.info("override battery_kw = %r cleared: %s", rec.value, why)
 
     def apply_remote(self, command: Any) -> None:
         """Apply an accepted remote command (``edgectl.remote.commands.Command``)."""
@@ -113,6 +127,8 @@ class ControlState:
                 log.info("override %s = %r expired: back to automatic", name, rec.value)
             if gone:
                 self.version += 1
+        if "mode" in gone:
+            self._leave_manual(now, why="mode expired")
         return gone
 
     def view(self) -> Overrides:

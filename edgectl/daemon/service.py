@@ -233,7 +233,10 @@ class Daemon:
         )
         if self._remote_factory is not None:
             try:
-                self.remote = self._remote_factory(self.site, on_command=self._on_remote_command)
+                self.remote = self._remote_factory(
+                    self.site, on_command=self._on_remote_command,
+                    current=lambda: self.control.view().records if self.control is not None else {},
+                )
                 self.remote.start()
             except Exception as exc:  # noqa: BLE001 - MQTT is never a reason not to control
                 log.error("MQTT link not started: %s", exc)
@@ -347,9 +350,6 @@ class Daemon:
             return "controller not ready"
         try:
             self.control.apply_remote(command)
-            if command.name == "mode" and command.value != "manual" and "battery_kw" in self.control.view().values:
-                self.control.set("battery_kw", None, source="daemon", now=command.issued_at,
-                                 detail={"reason": "left manual mode"})
         except (ValueError, TypeError) as exc:
             return str(exc)
         return None
