@@ -19,10 +19,13 @@ __all__ = ["AckStore"]
 
 
 class AckStore:
-    def __init__(self, path: str | Path, *, max_entries: int = 100_000, max_age_s: float = 7 * 86400.0) -> None:
+    def __init__(
+        self, path: str | Path, *, max_entries: int = 100_000, max_age_s: float = 7 * 86400.0, prune_every: int = 1000
+    ) -> None:
         self.path = Path(path)
         self.max_entries = max_entries
         self.max_age_s = max_age_s
+        self.prune_every = prune_every
         self._lock = threading.Lock()
         self._puts = 0
         try:
@@ -45,8 +48,12 @@ class AckStore:
             row = self._db.execute("SELECT ack FROM acks WHERE correlation = ?", (correlation,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put(self, correlation: str, ack: dict[str, Any]) -> None:
-        now_s = time.time()
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM acks").fetchone()[0])
+
+    def put(self, correlation: str, ack: dict[str, Any], *, now_s: float | None = None) -> None:
+        now_s = time.time() if now_s is None else now_s
         try:
             with self._lock:
                 self._db.execute(
@@ -54,7 +61,7 @@ class AckStore:
                     (correlation, json.dumps(ack), now_s),
                 )
                 self._puts += 1
-                if self._puts % 1000 == 0:
+                if self._puts % self.prune_every == 0:
                     self._db.execute("DELETE FROM acks WHERE stored_s < ?", (now_s - self.max_age_s,))
                     self._db.execute(
                         "DELETE FROM acks WHERE correlation IN (SELECT correlation FROM acks ORDER BY stored_s DESC "
