@@ -91,3 +91,16 @@ def test_password_from_environment(link: RemoteLink, broker: Broker, site: SiteC
     assert main(args) == 69 and "refused the connection" in capsys.readouterr().err
     monkeypatch.setenv("EDGECTL_MQTT_PASSWORD", PASSWORDS["operator"])
     assert main(args) == 0 and json.loads(capsys.readouterr().out)["applied"] == "rbc"
+
+
+def test_set_over_tls_with_client_certificate(link: RemoteLink, broker: Broker, site: SiteConfig, pki: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["remote", "--broker", broker.url("operator", tls=True), "--ca", str(pki / "ca.crt"),
+            "--cert", str(pki / "operator.crt"), "--key", str(pki / "operator.key"), "--site", site.site.id,
+            "--timeout", "3", "set", "wind_limit_pct", "55", "--ttl", "60"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["applied"] == 55
+    plain = ["remote", "--broker", broker.url("operator", tls=True), "--site", site.site.id, "--timeout", "3",
+             "set", "mode", "auto"]  # TLS port without our CA: the system store does not trust it
+    assert main(plain) == 69
+    assert "certificate verify failed" in capsys.readouterr().err
