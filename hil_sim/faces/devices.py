@@ -197,10 +197,13 @@ class WindFace(DeviceFace):
             return 0.0
         if self.point_value("WTUR.WLimEna") == 1:
             value = self.point_value("WTUR.WLimSet")
-            return self.rated_kw if value is None else min(float(value), self.rated_kw)
+            return self.rated_kw if value is None else float(value)
         return self.rated_kw
 
     def written(self, decoded: dict[str, Any]) -> None:
+        limit = decoded.get("WTUR.WLimSet")
+        if limit is not None and not 0.0 <= float(limit) <= self.rated_kw:
+            raise ValueError(f"WTUR.WLimSet {limit} kW outside 0..{self.rated_kw} kW (rating)")
         if "WTUR.CtrlHb" in decoded and decoded["WTUR.CtrlHb"] != self._hb_value:
             self._hb_value = decoded["WTUR.CtrlHb"]
             self._hb_changed = self._now
