@@ -6,25 +6,20 @@ A command arrives on ``<prefix>/<site>/cmd/<role>/<name>`` with a JSON object bo
 the value and the allowed range). It never raises on untrusted input and never clamps: a value outside
 its range is rejected, not rewritten.
 
-Commands (role, value, unit, allowed range, ttl):
+Commands (name: role, value [unit], allowed range; ttl):
 
-============== ======== ============================ =========================================== =========
-name           role     value                        allowed                                     ttl_s
-============== ======== ============================ =========================================== =========
-mode           operator string                       auto, manual, rbc, hold                     needed
-                                                                                                 unless auto
-battery_kw     operator number [kW], + discharge     [-battery.power_kw, +battery.power_kw];     needed
-                                                     only while mode is manual
-pv_limit_pct   operator number [% of ac_kw]          [0, 100]                                    needed
-wind_limit_pct operator number [% of rated_kw]       [0, 100]                                    needed
-chiller_override operator number [kW_th] output     0 or [min part load of the smallest chiller, needed
-                                                     total chiller capacity]
-tank_target_pct operator number [%]                  [tank_min_pct, tank_max_pct]                needed
-export_limit_kw admin   number [kW]                  [0, poi.export_limit_kw] (tighten only)     optional
-import_limit_kw admin   number [kW]                  [0, poi.import_limit_kw] (tighten only)     optional
-carbon_price   admin    number [currency/kg CO2]     [0, 10]                                     optional
-soc_reserve_pct admin   number [%]                   [battery.soc_min_pct, battery.soc_max_pct]  optional
-============== ======== ============================ =========================================== =========
+- ``mode``: operator, string, one of auto, manual, rbc, hold; ttl needed unless ``auto``
+- ``battery_kw``: operator, number [kW] (+ discharge / - charge), [-power_kw, +power_kw] of the battery,
+  only while the mode is ``manual``; ttl needed
+- ``pv_limit_pct``: operator, number [% of ac_kw], [0, 100]; ttl needed
+- ``wind_limit_pct``: operator, number [% of rated_kw], [0, 100]; ttl needed
+- ``chiller_override``: operator, number [kW_th] plant cooling output, 0 (off) or [min part load of the
+  smallest chiller, total chiller capacity]; ttl needed
+- ``tank_target_pct``: operator, number [%], [tank_min_pct, tank_max_pct]; ttl needed
+- ``export_limit_kw``: admin, number [kW], [0, poi.export_limit_kw] (tighten only); ttl optional
+- ``import_limit_kw``: admin, number [kW], [0, poi.import_limit_kw] (tighten only); ttl optional
+- ``carbon_price``: admin, number [currency/kg CO2], [0, 10]; ttl optional
+- ``soc_reserve_pct``: admin, number [%], [soc_min_pct, soc_max_pct] of the battery; ttl optional
 
 ``value: null`` clears an override (back to the plan / the site file) and needs no ttl; ``mode`` cannot
 be null (send ``"auto"``). A ttl is a number of seconds in ``(0, daemon.command_ttl_max_s]``; a command
