@@ -24,7 +24,7 @@ Commands (name: role, value [unit], allowed range; ttl):
 ``value: null`` clears an override (back to the plan / the site file) and needs no ttl; ``mode`` cannot
 be null (send ``"auto"``). A ttl is a number of seconds in ``(0, daemon.command_ttl_max_s]``; a command
 with a ttl expires at ``now + ttl_s`` and the controller returns to automatic for that name. Admin
-limits without a ttl stay until cleared or until the daemon restarts.
+limits without a ttl stay until cleared (the daemon keeps its overrides across restarts).
 
 Every accepted command still goes through the daemon's realtime limit layer: validation here checks
 ratings and contract limits; the limit layer enforces the instantaneous physics (SoC, POI).
