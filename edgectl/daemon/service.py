@@ -245,6 +245,7 @@ class Daemon:
         try:
             async with factory(self.site) as fleet:
                 self.fleet = fleet
+                await self._first_poll(fleet)
                 scheduler = self._make_scheduler(loop)
                 scheduler.start()
                 try:
@@ -258,6 +259,20 @@ class Daemon:
         finally:
             self._shutdown()
         return 0
+
+    async def _first_poll(self, fleet: Any, *, deadline_s: float = 2.0) -> None:
+        """Read every point once before the first cycle (SunSpec discovery, slow groups), bounded, so the
+        first decision (also right after a restart) sees the devices rather than their absence."""
+        t0 = time.monotonic()
+        try:
+            readings = await asyncio.wait_for(fleet.poll("all", deadline_s=deadline_s), timeout=deadline_s + 0.5)
+            self.latest.update(readings)
+        except Exception as exc:  # noqa: BLE001 - the cycle copes with missing devices
+            log.warning("first poll failed: %s: %s", type(exc).__name__, exc)
+        self._last_slow = time.monotonic()
+        missing = [d for d in self.device_ids if d not in self.latest or self.latest[d].quality != Quality.GOOD]
+        log.info("first poll in %.0f ms%s", (time.monotonic() - t0) * 1000.0,
+                 f"; not yet good: {', '.join(missing)}" if missing else "")
 
     def _make_scheduler(self, loop: asyncio.AbstractEventLoop) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
