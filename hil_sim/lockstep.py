@@ -102,8 +102,9 @@ async def serve_site(site: SiteConfig, adapters: dict[str, Adapter], *, free_por
                     client_path = link.device if rtu_dir is None else str(Path(rtu_dir) / Path(link.device).name)
                     pty = SocatPty(client_path)
                     group.ptys.append(pty)
-                    bus = RtuEndpoint(pty.server_path, {}, baud=link.baud, parity=link.parity,
-                                      stopbits=link.stopbits, bytesize=link.bytesize)
+                    # A pty passes bytes through whatever the framing; Linux refuses some parity settings
+                    # on ptys (EINVAL), so the simulator's end always opens 8N1 at the URL's baud rate.
+                    bus = RtuEndpoint(pty.server_path, {}, baud=link.baud)
                     bus.client_path = client_path  # type: ignore[attr-defined]
                     rtu[link.device] = bus
                 bus.faces[link.unit] = face
