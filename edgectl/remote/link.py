@@ -323,6 +323,7 @@ class RemoteLink:
             out: dict[str, Any] = dict(self._stats)
         out["connected"] = self.connected
         out["outbox"] = len(self._outbox) if self._outbox is not None else None
+        out["outbox_dropped"] = self._outbox.dropped if self._outbox is not None else None
         return out
 
     def _enqueue(self, topic: str, body: dict[str, Any]) -> None:

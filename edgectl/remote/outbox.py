@@ -53,6 +53,7 @@ class Outbox:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            self._dropped = int(self._db.execute("SELECT value FROM outbox_meta WHERE key='dropped'").fetchone()[0])
         except sqlite3.Error as exc:
             raise RemoteError(f"outbox {self.path}: {exc}") from exc
 
@@ -64,7 +65,8 @@ class Outbox:
 
     @property
     def dropped(self) -> int:
-        return int(self._db.execute("SELECT value FROM outbox_meta WHERE key='dropped'").fetchone()[0])
+        """Messages dropped because the outbox was full, ever (persisted)."""
+        return self._dropped
 
     def append_many(self, items: list[tuple[str, bytes, bool, float]]) -> list[int]:
         """Append ``(topic, payload, historical, created_s)`` rows in order; drop the oldest beyond the bound.
@@ -90,6 +92,7 @@ class Outbox:
                 )
                 self._count -= cur.rowcount
                 self._db.execute("UPDATE outbox_meta SET value = value + ? WHERE key='dropped'", (cur.rowcount,))
+                self._dropped += cur.rowcount
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._db.in_transaction:

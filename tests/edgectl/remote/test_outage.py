@@ -131,6 +131,7 @@ def test_outbox_bound_drops_oldest_and_counts(own_broker: Broker, base_site: Sit
         for i in range(250):
             link.publish_telemetry({"i": i})
         assert _wait(lambda: link.stats()["outbox"] == 100, 10)
+        assert link.stats()["outbox_dropped"] == 150
         own_broker.start()
         assert link.wait_connected(15)
         assert historian.wait_count(100, 30)
