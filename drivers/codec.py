@@ -28,16 +28,16 @@ if TYPE_CHECKING:
     from drivers.maps import Point
 
 __all__ = [
-    "TYPE_WORDS",
     "TYPES",
+    "TYPE_WORDS",
     "PointValue",
-    "words_for",
+    "compile_decoder",
+    "decode_point",
     "decode_raw",
+    "encode_point",
     "encode_raw",
     "not_implemented_marker",
-    "decode_point",
-    "encode_point",
-    "compile_decoder",
+    "words_for",
 ]
 
 TYPE_WORDS: dict[str, int] = {
@@ -134,7 +134,7 @@ def decode_raw(
 
 def encode_raw(
     type_name: str,
-    raw: int | float | str | bool,
+    raw: float | str | bool,
     *,
     word_order: str = "big",
     byte_order: str = "big",
@@ -157,7 +157,7 @@ def encode_raw(
         if isinstance(raw, float):
             if not math.isfinite(raw):
                 raise CodecError(f"value {raw!r} is not a finite number for {t}")
-            raw = int(round(raw))
+            raw = round(raw)
         lo, hi = _INT_RANGE[fmt]
         if not lo <= int(raw) <= hi:
             raise CodecError(f"raw value {raw!r} outside {t} range {lo}..{hi}")
@@ -188,10 +188,10 @@ def decimals_of(factor: float) -> int | None:
     exp = math.log10(factor)
     if abs(exp - round(exp)) > 1e-9:
         return None
-    return max(0, -int(round(exp)))
+    return max(0, -round(exp))
 
 
-def _is_na(point: Point, raw: int | float | str | bool) -> bool:
+def _is_na(point: Point, raw: float | str | bool) -> bool:
     if point.na is not None:
         return raw in point.na
     if not point.na_markers:
@@ -220,9 +220,8 @@ def decode_point(point: Point, regs: Sequence[int], sf: int | None = None) -> Po
         return INVALID
     if isinstance(raw, (str, bool)):
         return PointValue(raw, Quality.GOOD)
-    if point.sf is not None:
-        if sf is None or not -10 <= sf <= 10:
-            return INVALID
+    if point.sf is not None and (sf is None or not -10 <= sf <= 10):
+        return INVALID
     kind = canonical_type(point.type)
     if kind.startswith(("enum", "bitfield")) or kind == "sunssf":
         value: float | int = int(raw)
@@ -246,7 +245,7 @@ def decode_point(point: Point, regs: Sequence[int], sf: int | None = None) -> Po
     return PointValue(value, Quality.GOOD)
 
 
-def encode_point(point: Point, value: float | int | str | bool, sf: int | None = None) -> list[int]:
+def encode_point(point: Point, value: float | str | bool, sf: int | None = None) -> list[int]:
     """Encode an engineering value into the point's registers (inverse of :func:`decode_point`).
 
     Raises :class:`CodecError` naming the point when the value is outside the point's valid range or
@@ -269,7 +268,7 @@ def encode_point(point: Point, value: float | int | str | bool, sf: int | None =
         factor = point.scale
     raw: float | int = (float(value) - point.offset) / factor
     if not kind.startswith("f"):
-        raw = int(round(raw))
+        raw = round(raw)
     try:
         return encode_raw(kind, raw, word_order=point.word_order, byte_order=point.byte_order)
     except CodecError as exc:
@@ -286,7 +285,10 @@ def compile_decoder(point: Point) -> Callable[[Sequence[int], int | None], Point
     fmt = _FMT.get(kind)
     if fmt is None or point.sf is not None or point.na is not None or (
             point.enum and point.strict_enum) or kind == "sunssf":
-        return lambda regs, sf=None: decode_point(point, regs, sf)
+        def fallback(regs: Sequence[int], sf: int | None = None) -> PointValue:
+            return decode_point(point, regs, sf)
+
+        return fallback
     n = TYPE_WORDS[kind]
     pack = struct.Struct(f">{n}H").pack
     unpack = struct.Struct(fmt).unpack

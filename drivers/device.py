@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from drivers.codec import INVALID, MISSING, PointValue, compile_decoder, encode_point
 from drivers.errors import CodecError, ConfigurationError, LinkDown, LinkTimeout, WriteError
 from drivers.links import Link
 from drivers.maps import Point, RegisterMap
-from drivers.planner import BlockPlanner
+from drivers.planner import Block, BlockPlanner
 
 __all__ = ["MapDevice"]
+
+_Step = tuple[str, int, int, Callable[[Sequence[int], "int | None"], PointValue], "str | None"]
 
 
 class MapDevice:
@@ -26,6 +28,8 @@ class MapDevice:
         self.deadline_s = request_deadline_s
         self.sf_cache: dict[str, int] = {}
         self._decoders = {p.name: compile_decoder(p) for p in rmap.points}
+        self._block_steps: dict[tuple[str, int, int, int], tuple[list[_Step], list[_Step]]] = {}
+        self._group_names: dict[str, tuple[str, ...]] = {}
 
     async def read(self, group: str = "all") -> dict[str, PointValue]:
         """Read a poll group; every selected point gets a :class:`PointValue` (MISSING when not read).
@@ -34,9 +38,8 @@ class MapDevice:
         (the unit is backing off), so a dead device costs its link at most one timeout.
         Raises :class:`LinkTimeout` / :class:`LinkDown` when nothing at all could be read.
         """
-        words: dict[tuple[str, int], Any] = {}
+        done: list[tuple[Block, list[Any]]] = []
         pending = list(self.planner.plan(group))
-        read_any = False
         failure: Exception | None = None
         while pending:
             block = pending.pop(0)
@@ -55,31 +58,47 @@ class MapDevice:
             except Exception as exc:  # noqa: BLE001 - device fault, busy, garbage: this block is missing
                 failure = exc
                 continue
-            read_any = True
-            for i, r in enumerate(regs):
-                words[(block.table, block.address + i)] = r
-        if not read_any and failure is not None:
+            done.append((block, regs))
+        if not done and failure is not None:
             raise failure
-        return self._decode(self.map.select(group), words)
+        return self._decode_blocks(group, done)
 
-    def _decode(self, points: tuple[Point, ...], words: dict[tuple[str, int], Any]) -> dict[str, PointValue]:
+    def _steps(self, block: Block) -> tuple[list[_Step], list[_Step]]:
+        key = (block.table, block.address, block.count, len(block.points))
+        steps = self._block_steps.get(key)
+        if steps is None:
+            sfs: list[_Step] = []
+            others: list[_Step] = []
+            for p in block.points:
+                step = (p.name, p.address - block.address, p.end - block.address, self._decoders[p.name], p.sf)
+                (sfs if p.type == "sunssf" else others).append(step)
+            steps = self._block_steps[key] = (sfs, others)
+        return steps
+
+    def _decode_blocks(self, group: str, done: list[tuple[Block, list[Any]]]) -> dict[str, PointValue]:
         out: dict[str, PointValue] = {}
-        for p in sorted(points, key=lambda p: 0 if p.type == "sunssf" else 1):
-            regs = [words.get((p.table, a)) for a in range(p.address, p.end)]
-            if any(r is None for r in regs):
-                out[p.name] = MISSING
-                continue
-            sf = None
-            if p.sf is not None:
-                sfv = out.get(p.sf)
-                sf = int(sfv.value) if sfv is not None and sfv.value is not None else self.sf_cache.get(p.sf)
-                if sf is None:
-                    out[p.name] = INVALID
+        plans = [(self._steps(block), regs) for block, regs in done]
+        for (sfs, _), regs in plans:
+            for name, a, e, dec, _sf in sfs:
+                pv = dec(regs[a:e], None)
+                out[name] = pv
+                if pv.value is not None:
+                    self.sf_cache[name] = int(pv.value)
+        for (_, others), regs in plans:
+            for name, a, e, dec, sf_name in others:
+                if sf_name is None:
+                    out[name] = dec(regs[a:e], None)
                     continue
-            pv = self._decoders[p.name](regs, sf)
-            if p.type == "sunssf" and pv.value is not None:
-                self.sf_cache[p.name] = int(pv.value)
-            out[p.name] = pv
+                sfv = out.get(sf_name)
+                sf = int(sfv.value) if sfv is not None and sfv.value is not None else self.sf_cache.get(sf_name)
+                out[name] = INVALID if sf is None else dec(regs[a:e], sf)
+        names = self._group_names.get(group)
+        if names is None:
+            names = self._group_names[group] = tuple(p.name for p in self.map.select(group))
+        if len(out) < len(names):
+            for name in names:
+                if name not in out:
+                    out[name] = MISSING
         return out
 
     async def write(self, values: Mapping[str, Any], *, verify: bool = True) -> dict[str, PointValue]:
@@ -114,7 +133,10 @@ class MapDevice:
             want = [bool(w) for w in words] if table == "coil" else words
             if list(back) != list(want):
                 raise WriteError(f"{self.map.name} {table} {address}: wrote {want}, read back {list(back)}")
-            result.update(self._decode(tuple(pts), {(table, address + i): r for i, r in enumerate(back)}))
+            for p in pts:
+                sf = self.sf_cache.get(p.sf) if p.sf else None
+                regs = [int(r) for r in back[p.address - address:p.end - address]]
+                result[p.name] = INVALID if p.sf and sf is None else self._decoders[p.name](regs, sf)
         return result
 
     def _encode(self, p: Point, value: Any) -> list[Any]:

@@ -27,8 +27,8 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Self
 
 from drivers.codec import PointValue
 from drivers.device import MapDevice
@@ -54,13 +54,13 @@ from drivers.natures import (
 from drivers.sunspec_client import ModelInfo, SunSpecDevice
 from edgectl.glossary import Quality
 
-__all__ = ["Fleet", "WriteResult", "DeviceStatus", "utc_now"]
+__all__ = ["DeviceStatus", "Fleet", "WriteResult", "utc_now"]
 
 Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +209,7 @@ class _MapDriver(_Driver):
         self.hb_counter = (self.hb_counter + 1) & 0xFFFF
         values: dict[str, Any] = {counter: self.hb_counter}
         if not self.hb_configured:
-            values[timeout_point] = int(round(self._reversion_s()))
+            values[timeout_point] = round(self._reversion_s())
         try:
             await self.device.write(values, verify=False)
         except DriverError as exc:
@@ -403,7 +403,7 @@ class _PvDriver(_SunSpecDriver):
             await self.device.discover()
             self.discovered = True
         info = self.info(123)
-        rvrt = int(round(self._reversion_s()))
+        rvrt = round(self._reversion_s())
         if info is not None:
             return await self.device.write_points(
                 info, {"WMaxLimPct": command.limit_pct, "WMaxLimPct_RvrtTms": rvrt, "WMaxLim_Ena": 1})
@@ -449,7 +449,7 @@ class _BatteryDriver(_SunSpecDriver):
         if not self.discovered:
             await self.device.discover()
             self.discovered = True
-        rvrt = int(round(self._reversion_s()))
+        rvrt = round(self._reversion_s())
         w = command.p_kw * 1000.0
         info = self.info(704)
         out: dict[str, Any] = {}
@@ -531,7 +531,7 @@ class Fleet:
         """Build the fleet of a validated :class:`~edgectl.config.SiteConfig` (maps are loaded here)."""
         return cls(site, clock=clock, options=options, device_ids=device_ids)
 
-    async def __aenter__(self) -> Fleet:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -553,7 +553,7 @@ class Fleet:
                 return await d.poll(group)
             try:
                 return await asyncio.wait_for(d.poll(group), deadline_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 d.status.last_error = f"poll not finished within {deadline_s} s"
                 return d.reading()
 

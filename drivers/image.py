@@ -24,7 +24,7 @@ from drivers.codec import PointValue, decode_point, encode_point, encode_raw, no
 from drivers.errors import CodecError, DriverError
 from drivers.maps import TABLES, Point, RegisterMap
 
-__all__ = ["RegisterImage", "ImageWriteError", "FC_TABLE"]
+__all__ = ["FC_TABLE", "ImageWriteError", "RegisterImage"]
 
 FC_TABLE = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 3: "holding", 6: "holding", 16: "holding",
             23: "holding", 4: "input"}

@@ -29,7 +29,7 @@ from typing import Any
 from drivers.errors import FrameError, LinkDown, LinkError, LinkTimeout, exception_for_code
 from edgectl.config import LinkUrl, parse_link_url
 
-__all__ = ["Link", "LinkOptions", "LinkStats", "LinkPool", "rtu_timeout_s"]
+__all__ = ["Link", "LinkOptions", "LinkPool", "LinkStats", "rtu_timeout_s"]
 
 log = logging.getLogger("edgectl.drivers.links")
 
@@ -86,7 +86,7 @@ class _Request:
     count: int
     values: Sequence[Any] | None
     deadline: float
-    future: asyncio.Future[Any] = field(repr=False, default=None)  # type: ignore[assignment]
+    future: asyncio.Future[Any] | None = field(repr=False, default=None)
 
 
 class Link:
@@ -146,7 +146,7 @@ class Link:
             self._queue.put_nowait(None)
             try:
                 await asyncio.wait_for(asyncio.shield(self._worker), timeout=2.0)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 self._worker.cancel()
                 with contextlib.suppress(BaseException):
                     await self._worker
@@ -166,31 +166,33 @@ class Link:
             raise LinkDown(f"{self.key} unit {req.unit}: no answer {st.failures}x, backing off "
                            f"{st.retry_at - time.monotonic():.1f} s")
         loop = asyncio.get_running_loop()
-        req.future = loop.create_future()
+        fut: asyncio.Future[Any] = loop.create_future()
+        req.future = fut
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._run(), name=f"link {self.key}")
         self._queue.put_nowait(req)
-        return await req.future
+        return await fut
 
     async def _run(self) -> None:
         while True:
             req = await self._queue.get()
             if req is None:
                 return
-            if req.future.done():
+            fut = req.future
+            if fut is None or fut.done():
                 continue
             try:
                 result = await self._execute(req)
-            except BaseException as exc:  # noqa: BLE001 - every failure goes to the caller
+            except BaseException as exc:
                 if isinstance(exc, asyncio.CancelledError):
-                    if not req.future.done():
-                        req.future.set_exception(LinkDown(f"{self.key}: link closed"))
+                    if not fut.done():
+                        fut.set_exception(LinkDown(f"{self.key}: link closed"))
                     raise
-                if not req.future.done():
-                    req.future.set_exception(exc if isinstance(exc, Exception) else LinkError(str(exc)))
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else LinkError(str(exc)))
             else:
-                if not req.future.done():
-                    req.future.set_result(result)
+                if not fut.done():
+                    fut.set_result(result)
 
     def _attempt_timeout(self, req: _Request) -> float:
         if not self._serial:
@@ -213,6 +215,7 @@ class Link:
         from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
         from pymodbus.framer import FramerType
 
+        client: Any
         if self._serial:
             client = AsyncModbusSerialClient(
                 self.url.device, framer=FramerType.RTU, baudrate=self.url.baud, bytesize=self.url.bytesize,
@@ -295,7 +298,7 @@ class Link:
                 if not self._serial:
                     self._close_client()  # bytes of unknown meaning may still be in the stream
                 raise
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.stats.timeouts += 1
                 self._close_client()
                 raise LinkTimeout(f"{self.key} unit {req.unit}: transport stalled") from None
@@ -310,7 +313,7 @@ class Link:
                 raise
 
     async def _call(self, client: Any, req: _Request) -> Any:
-        from pymodbus.exceptions import ConnectionException, ModbusIOException, ModbusException
+        from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
         kw = {"device_id": req.unit}
         try:

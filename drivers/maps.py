@@ -39,6 +39,7 @@ addresses past 65535, bad scale-factor references, writable points in read-only 
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import tomllib
@@ -50,8 +51,16 @@ from typing import Any
 from drivers.codec import TYPES, canonical_type, words_for
 from drivers.errors import CodecError, MapError
 
-__all__ = ["Point", "RegisterMap", "load_map", "load_map_file", "parse_map", "available_maps", "MAPS_DIR",
-           "TABLES"]
+__all__ = [
+    "MAPS_DIR",
+    "TABLES",
+    "Point",
+    "RegisterMap",
+    "available_maps",
+    "load_map",
+    "load_map_file",
+    "parse_map",
+]
 
 MAPS_DIR = Path(__file__).with_name("maps")
 TABLES = ("holding", "input", "coil", "discrete")
@@ -226,7 +235,7 @@ def parse_map(data: dict[str, Any], *, source: str = "<map>") -> RegisterMap:
         seen[p.name] = p
     for table in TABLES:
         in_table = sorted((p for p in points if p.table == table), key=lambda p: p.address)
-        for a, b in zip(in_table, in_table[1:]):
+        for a, b in itertools.pairwise(in_table):
             if b.address < a.end:
                 problems.append(
                     f"point {b.name}: {table} address {b.address} overlaps point {a.name} "
@@ -338,7 +347,7 @@ def _parse_point(
     for key, val in (("min", lo), ("max", hi)):
         if val is not None and not _num(val):
             problems.append(f"{where}: {key} {val!r} is not allowed: a finite number")
-    if _num(lo) and _num(hi) and lo > hi:
+    if lo is not None and hi is not None and _num(lo) and _num(hi) and lo > hi:
         problems.append(f"{where}: min {lo} is above max {hi}")
     enum_raw = entry.get("enum")
     enum: dict[int, str] | None = None

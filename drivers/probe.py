@@ -25,7 +25,7 @@ import math
 import sys
 from typing import Any
 
-__all__ = ["register", "run", "probe_sunspec", "probe_map"]
+__all__ = ["probe_map", "probe_sunspec", "register", "run"]
 
 EX_DEVICE = 1
 EX_USAGE = 2

@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +26,19 @@ from drivers.codec import decode_raw, encode_raw, not_implemented_marker
 from drivers.errors import CodecError, SunSpecError
 
 __all__ = [
+    "BASE_ADDRESSES",
     "MODELS_DIR",
     "SUNS",
-    "BASE_ADDRESSES",
-    "PointDef",
     "GroupDef",
     "ModelDef",
-    "model_def",
-    "known_models",
-    "model_length",
-    "decode_model",
-    "encode_model",
+    "PointDef",
     "SunSpecImage",
     "build_image",
+    "decode_model",
+    "encode_model",
+    "known_models",
+    "model_def",
+    "model_length",
 ]
 
 MODELS_DIR = Path(__file__).with_name("sunspec_models")
@@ -130,7 +130,7 @@ def _group(raw: dict[str, Any]) -> GroupDef:
                     count=count)
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_def(model_id: int) -> ModelDef | None:
     """The definition of a model, or ``None`` for a model we do not ship (vendor or other)."""
     path = MODELS_DIR / f"model_{int(model_id)}.json"
@@ -369,7 +369,7 @@ def _encode_group(g: GroupDef, values: Mapping[str, Any], words: list[int], scop
             _encode_group(sub, item, words, scope, top=False, model_id=model_id)
 
 
-def _encode_point(p: PointDef, value: Any, scope: list[Mapping[str, Any]]) -> list[int]:
+def _encode_point(p: PointDef, value: Any, scope: Sequence[Mapping[str, Any]]) -> list[int]:
     ct = p.codec_type
     if p.type == "pad":
         return [0x8000] * p.size
@@ -396,7 +396,7 @@ def _encode_point(p: PointDef, value: Any, scope: list[Mapping[str, Any]]) -> li
                 break
     raw = float(value) / (10.0 ** sf)
     if not ct.startswith("f"):
-        raw = int(round(raw))
+        raw = round(raw)
     try:
         return encode_raw(ct, raw)
     except CodecError as exc:
@@ -476,7 +476,7 @@ class SunSpecImage:
 
         end = address + len(regs)
         targets: list[tuple[_Placed, ModelDef, PointDef, int]] = []
-        covered = set()
+        covered: set[int] = set()
         for m in self.models:
             if m.start + 2 + m.length <= address or m.start >= end:
                 continue

@@ -20,9 +20,18 @@ from drivers.errors import (
     WriteError,
 )
 from drivers.links import Link
-from drivers.sunspec import BASE_ADDRESSES, END_ID, SUNS, ModelDef, PointDef, _encode_point, decode_model, model_def
+from drivers.sunspec import (
+    BASE_ADDRESSES,
+    END_ID,
+    SUNS,
+    ModelDef,
+    PointDef,
+    _encode_point,
+    decode_model,
+    model_def,
+)
 
-__all__ = ["ModelInfo", "SunSpecDevice", "MAX_MODELS"]
+__all__ = ["MAX_MODELS", "ModelInfo", "SunSpecDevice"]
 
 MAX_MODELS = 64
 

@@ -176,7 +176,6 @@ async def test_write_32bit_point_in_one_frame_with_readback() -> None:
     def spy(fc: int, a: int, c: int) -> None:
         if fc in (6, 16):
             frames.append((fc, a, c))
-        return None
 
     with_exceptions(dev, spy)
     async with tcp_server([dev]) as port:

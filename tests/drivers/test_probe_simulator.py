@@ -59,6 +59,6 @@ async def test_probe_reads_every_simulated_device_over_tcp_and_rtu() -> None:
             proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await proc.wait()

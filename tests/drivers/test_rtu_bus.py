@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from drv_servers import pty_pair, rtu_server, site_with_devices
 
@@ -117,7 +117,7 @@ async def test_slow_unit_late_replies_are_never_decoded_as_another_units_values(
 
 
 async def test_stale_values_keep_their_timestamp_and_turn_stale() -> None:
-    now = [datetime(2026, 6, 1, tzinfo=timezone.utc)]
+    now = [datetime(2026, 6, 1, tzinfo=UTC)]
     units = range(1, 3)
     imgs = _images(units)
     with pty_pair() as (client, server_path):

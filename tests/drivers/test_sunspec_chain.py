@@ -72,7 +72,7 @@ async def test_discovery_at_each_base_and_walk_past_vendor_models(base: int) -> 
 
 
 def _scan_with_pysunspec2(port: int) -> dict:
-    import sunspec2.modbus.client as client
+    from sunspec2.modbus import client
 
     d = client.SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1", ipport=port, timeout=2)
     try:
