@@ -132,6 +132,13 @@ def run(args: argparse.Namespace) -> int:
               f"lock-step over Modbus TCP on loopback"
               + (f", {len(faults)} fault(s)" if faults else ""))
         print(format_rows(rows))
+        base = next((r for r in rows if r["controller"] == "none"), None)
+        for r in rows:
+            if base is not None and r is not base:
+                print(f"{r['controller']} vs none: " + ", ".join(
+                    f"{label} {r[key] - base[key]:+,.0f} ({_pct(r[key], base[key])})"
+                    for key, label in (("import_kwh", "import kWh"), ("cost_total", f"cost {r['currency']}"),
+                                       ("co2_kg", "CO2 kg"))))
     if args.plot:
         from hil_sim.report import plot_window
 
@@ -144,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
                         title=f"{site.site.name}: {res.controller}")
             print(f"plot written: {path}", file=sys.stderr)
     return 0
+
+
+def _pct(value: float, base: float) -> str:
+    return f"{(value - base) / base * 100.0:+.1f} %" if base else "n/a"
 
 
 def _start_of(plant: Any) -> str:
