@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import math
 import os
@@ -246,6 +247,10 @@ class Daemon:
             async with factory(self.site) as fleet:
                 self.fleet = fleet
                 await self._first_poll(fleet)
+                # start-up objects (config, maps, imports) are permanent: keep them out of the cyclic
+                # collector so a full collection never lands on a cycle as a pause of tens of ms
+                gc.collect()
+                gc.freeze()
                 scheduler = self._make_scheduler(loop)
                 scheduler.start()
                 try:
