@@ -54,8 +54,10 @@ __all__ = ["Truth", "Result", "load_truth", "run_bench", "register", "CONTROLLER
 CONTROLLERS = ("none", "rbc", "mpc", "perfect")
 TOL_KW = 0.5
 TOL_KWH = 0.5
-HOLD = True
-MARGIN_Z = 1.0
+HOLD = False
+MARGIN_Z = 0.7
+BUFFER_H = 0.0
+SLOT_MARGIN = True
 
 
 # ------------------------------------------------------------------------------------------- truth
@@ -353,14 +355,14 @@ def _run_rbc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights) -> Result:
 
 
 def _plan_inputs(tr: Truth, i: int, h: int, per_day: int, *, load, cooling, pv, wind, cop, carbon, plant: _Plant,
-                 start: datetime | None, margin=None) -> PlanInputs:
+                 start: datetime | None, margin=None, extra: float = 0.0) -> PlanInputs:
     return PlanInputs(
         pv_avail_kw=pv, wind_avail_kw=wind, load_kw=load, cooling_kw_th=cooling, cop=cop,
         price_import_per_kwh=_window(tr.price_import, i, h, per_day),
         price_export_per_kwh=_window(tr.price_export, i, h, per_day),
         carbon_kg_per_kwh=carbon, month_slot=_month_slots(tr.month_key, i, h, per_day),
         soc_kwh=plant.soc, tank_kwh_th=plant.tank, peak_so_far_kw=plant.peak_so_far(i), start=start,
-        peak_margin_kw=margin,
+        peak_margin_kw=margin, reserve_extra_kwh=extra,
     )
 
 
@@ -395,7 +397,8 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
                 f = fc.forecast(now)
                 args = dict(load=f.load_kw, cooling=f.cooling_kw_th, pv=f.pv_kw, wind=f.wind_kw,
                             cop=plan_cop(site, f.temp_air_c), carbon=f.carbon_kg_per_kwh,
-                            margin=peak_margin_kw(fc, z=MARGIN_Z))
+                            margin=peak_margin_kw(fc, now if SLOT_MARGIN else None, z=MARGIN_Z))
+                args["extra"] = BUFFER_H * float(np.mean(args["margin"][: max(1, int(round(60 / step_min)))]))
                 for q, fq, aq in (("load_kw", f.load_kw, tr.load_kw), ("cooling_kw_th", f.cooling_kw_th, tr.cooling_kw_th),
                                   ("pv_kw", f.pv_kw, tr.pv_kw), ("wind_kw", f.wind_kw, tr.wind_kw),
                                   ("temp_air_c", f.temp_air_c, tr.temp_air_c)):

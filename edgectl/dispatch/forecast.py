@@ -6,8 +6,10 @@ arrays over the horizon (:meth:`Forecaster.forecast`). Nothing it uses lies in t
 observations it was given.
 
 Models
-    load, cooling, carbon   learned day-of-week x time-of-day profile (exponentially weighted, local
-                            time; an all-days profile until the weekday slot has data) plus the recent
+    load, cooling, carbon   learned day-of-week x time-of-day profile, the days of the week grouped in
+                            three types (Monday-Friday, Saturday, Sunday) so that every type learns
+                            at least weekly (exponentially weighted, local time; an all-days profile
+                            until a type has data) plus the recent
                             error (last hour) fading with lead time (e-folding ``error_tau_h``)
     temperature             the same profile model (drives the chiller COP)
     PV                      with an irradiance/PV forecast given (``pv_forecast_kw``) that is used;
@@ -64,33 +66,38 @@ class Forecast:
     carbon_kg_per_kwh: np.ndarray
 
 
+def day_type(weekday: int) -> int:
+    """0 for Monday..Friday, 1 for Saturday, 2 for Sunday."""
+    return 0 if weekday < 5 else weekday - 4
+
+
 class _Profile:
-    """Day-of-week x slot EWMA with an all-days fallback and a recent-error correction."""
+    """Day-type x slot EWMA (weekday / Saturday / Sunday, local time), an all-days fallback until a
+    day type has data, and a recent-error correction."""
 
     def __init__(self, slots: int, alpha: float, alpha_all: float) -> None:
         self.s = slots
         self.alpha = alpha
         self.alpha_all = alpha_all
-        self.dow = np.zeros((7, slots))
-        self.dow_n = np.zeros((7, slots), dtype=int)
+        self.dow = np.zeros((3, slots))
+        self.dow_n = np.zeros((3, slots), dtype=int)
         self.all = np.zeros(slots)
         self.all_n = np.zeros(slots, dtype=int)
         self.recent_err: list[float] = []
         self.last = np.nan
 
     def predict_at(self, d: np.ndarray, s: np.ndarray) -> np.ndarray:
-        have_dow = self.dow_n[d, s] >= 1
+        """``d``: day type (0..2), ``s``: slot of the day."""
         have_all = self.all_n[s] >= 1
         base_all = np.where(have_all, self.all[s], self.last if np.isfinite(self.last) else 0.0)
-        # weekday slot blended with the all-days slot (weekday weight grows with its sample count)
-        wd = np.clip(self.dow_n[d, s] / 3.0, 0.0, 1.0) * 0.7
-        return np.where(have_dow, wd * self.dow[d, s] + (1.0 - wd) * base_all, base_all)
+        return np.where(self.dow_n[d, s] >= 1, self.dow[d, s], base_all)
 
     def observe(self, d: int, s: int, x: float, n_err: int) -> None:
-        pred = float(self.predict_at(np.array([d]), np.array([s]))[0]) if (self.all_n[s] or np.isfinite(self.last)) else x
-        self.recent_err.append(x - pred)
-        if len(self.recent_err) > n_err:
-            self.recent_err.pop(0)
+        if self.all_n[s] or np.isfinite(self.last):
+            pred = float(self.predict_at(np.array([d]), np.array([s]))[0])
+            self.recent_err.append(x - pred)
+            if len(self.recent_err) > n_err:
+                self.recent_err.pop(0)
         if self.dow_n[d, s] == 0:
             self.dow[d, s] = x
         else:
@@ -154,9 +161,11 @@ class Forecaster:
         self._pend_fc = np.zeros((self.h, self.h))
         self._pend_ptr = 0
         self.net_mae_kw = np.full(self.h, np.nan)
+        self.net_mae_slot_kw = np.full(self.slots, np.nan)  # by UTC slot of the day, leads >= 1 h
 
     # ----------------------------------------------------------------------------- calendar
     def _local(self, t: datetime) -> tuple[int, int]:
+        """(weekday 0..6, slot of the local day)."""
         lt = t.astimezone(self.zone)
         return lt.weekday(), int((lt.hour * 60 + lt.minute) // self.step_min)
 
@@ -178,11 +187,17 @@ class Forecaster:
                 for ld, e in zip(lead[ok], err):
                     prev = self.net_mae_kw[ld]
                     self.net_mae_kw[ld] = e if not np.isfinite(prev) else prev + 0.01 * (e - prev)
+                far = lead[ok] >= self.per_h
+                if np.any(far):
+                    _, us = self._utc_slot(t)
+                    e = float(np.mean(err[far]))
+                    prev = self.net_mae_slot_kw[us]
+                    self.net_mae_slot_kw[us] = e if not np.isfinite(prev) else prev + 0.2 * (e - prev)
         d, s = self._local(t)
         for name, x in (("load_kw", load_kw), ("cooling_kw_th", cooling_kw_th), ("temp_air_c", temp_air_c),
                         ("carbon_kg_per_kwh", carbon_kg_per_kwh)):
             if np.isfinite(x):
-                self.profiles[name].observe(d, s, float(x), self.n_err)
+                self.profiles[name].observe(day_type(d), s, float(x), self.n_err)
         day, us = self._utc_slot(t)
         if np.isfinite(pv_kw):
             ring = day % self.env_days
@@ -213,7 +228,8 @@ class Forecaster:
         d0, s0 = self._local(t0)
         s_abs = s0 + k
         s = s_abs % self.slots
-        d = (d0 + s_abs // self.slots) % 7
+        wd = (d0 + s_abs // self.slots) % 7
+        d = np.where(wd < 5, 0, wd - 4)
         lead_h = (k + 1) / self.per_h
         out = {}
         for name, prof in self.profiles.items():
@@ -265,12 +281,25 @@ def _fill_nan(x: np.ndarray, default: float) -> np.ndarray:
     return out
 
 
-def peak_margin_kw(forecaster: Forecaster, *, z: float = 1.0, default_frac: float = 0.05) -> np.ndarray:
-    """Peak margin per lead step for the planner: ``z`` x the forecaster's own running MAE of the net
-    electric load at that lead [kW] (before any error is known: ``default_frac`` of the last load)."""
+def peak_margin_kw(forecaster: Forecaster, t0: datetime | None = None, *, z: float = 1.0,
+                   default_frac: float = 0.05) -> np.ndarray:
+    """Peak margin per step of a forecast from ``t0`` for the planner [kW].
+
+    ``z`` x the forecaster's own running MAE of the net electric load (load + cooling / COP - PV - wind),
+    learned from its resolved forecasts only: by lead step, and with ``t0`` given, the larger of that and
+    the MAE by UTC time of day (PV errors make noon far less certain than midnight). Before any error is
+    known: ``default_frac`` of the last load.
+    """
     last = forecaster.profiles["load_kw"].last
     default = default_frac * (last if np.isfinite(last) else 0.0)
-    return z * _fill_nan(forecaster.net_mae_kw, default)
+    by_lead = _fill_nan(forecaster.net_mae_kw, default)
+    if t0 is not None and np.any(np.isfinite(forecaster.net_mae_slot_kw)):
+        _, us0 = forecaster._utc_slot(t0)
+        by_slot = _fill_nan(forecaster.net_mae_slot_kw, default)[(us0 + np.arange(forecaster.h)) % forecaster.slots]
+        # the first hour is nearly known: the time-of-day figure phases in with lead time
+        ramp = np.clip(np.arange(1, forecaster.h + 1) / forecaster.per_h, 0.0, 1.0)
+        by_lead = np.maximum(by_lead, ramp * by_slot)
+    return z * by_lead
 
 
 @dataclass

@@ -318,6 +318,9 @@ class PlanInputs:
     peak_margin_kw : ndarray or None
         Forecast uncertainty kept free under the month peak at each step [kW] (peak rows become
         ``imp + margin <= peak``), so that the plan holds storage back to absorb forecast error at peaks.
+    reserve_extra_kwh : float
+        Energy the plan keeps above the islanding reserve (same soft floor) [kWh]; the real-time layer
+        may use it down to the reserve to hold the month peak against forecast error.
     start : datetime or None
         UTC time of the first step (only stamped on the plan).
     terminal_batt_per_kwh, terminal_tank_per_kwh_th : float or None
@@ -337,6 +340,7 @@ class PlanInputs:
     tank_kwh_th: float
     peak_so_far_kw: float = 0.0
     peak_margin_kw: np.ndarray | None = None
+    reserve_extra_kwh: float = 0.0
     start: datetime | None = None
     terminal_batt_per_kwh: float | None = None
     terminal_tank_per_kwh_th: float | None = None
@@ -422,9 +426,13 @@ class Planner:
         Step length [min].
     time_limit_s : float
         HiGHS time limit per solve [s].
+    warm_start : bool
+        After the first solve, refill the numbers inside HiGHS (costs, bounds, changed coefficients)
+        so that it re-solves from the previous basis; ``False`` passes the whole model every time.
     """
 
-    def __init__(self, params: PlantParams, *, n_steps: int, step_min: float = 15.0, time_limit_s: float = 10.0):
+    def __init__(self, params: PlantParams, *, n_steps: int, step_min: float = 15.0, time_limit_s: float = 10.0,
+                 warm_start: bool = True):
         if not (isinstance(n_steps, int) and 1 <= n_steps <= 200_000):
             raise ValueError(f"n_steps={n_steps!r} is not allowed: integer in [1, 200000]")
         if not (0.0 < step_min <= 1440.0):
@@ -436,6 +444,7 @@ class Planner:
         self.step_min = float(step_min)
         self.dt_h = step_min / 60.0
         self.time_limit_s = time_limit_s
+        self.warm_start = warm_start
         self._build_structure()
         self._highs = _quiet_highs()
         self._highs.setOptionValue("time_limit", float(time_limit_s))
@@ -540,6 +549,10 @@ class Planner:
         lp.a_matrix_.start_ = self._a_start
         lp.a_matrix_.index_ = self._a_index
         self._lp = lp
+        self._a_row = np.repeat(np.arange(self.n_row, dtype=np.int32), counts)
+        self._all_cols = np.arange(self.n_col, dtype=np.int32)
+        self._all_rows = np.arange(self.n_row, dtype=np.int32)
+        self._last_val: np.ndarray | None = None
 
     # -------------------------------------------------------------------------------------- solve
 
@@ -653,7 +666,8 @@ class Planner:
         rhi[self.r_icap] = p.import_limit_kw
         rlo[self.r_xcap] = -np.inf
         rhi[self.r_xcap] = p.export_limit_kw
-        rlo[self.r_res] = p.soc_reserve_kwh if p.has_battery else -np.inf
+        extra = max(float(inputs.reserve_extra_kwh), 0.0) if math.isfinite(inputs.reserve_extra_kwh) else 0.0
+        rlo[self.r_res] = min(p.soc_reserve_kwh + extra, p.soc_max_kwh) if p.has_battery else -np.inf
         rhi[self.r_res] = np.inf
         rlo[self.r_peak] = -np.inf
         rhi[self.r_peak] = 0.0
@@ -670,15 +684,29 @@ class Planner:
             val[self._peak_pos[m]] = np.where(slot == m, -1.0, 0.0)
 
         h = self._highs
-        h.clearSolver()
-        lp = self._lp
-        lp.col_cost_ = cost
-        lp.col_lower_ = lo
-        lp.col_upper_ = hi
-        lp.row_lower_ = rlo
-        lp.row_upper_ = rhi
-        lp.a_matrix_.value_ = val
-        status = h.passModel(lp)
+        if self._last_val is None or not self.warm_start:
+            h.clearSolver()
+            lp = self._lp
+            lp.col_cost_ = cost
+            lp.col_lower_ = lo
+            lp.col_upper_ = hi
+            lp.row_lower_ = rlo
+            lp.row_upper_ = rhi
+            lp.a_matrix_.value_ = val
+            status = h.passModel(lp)
+        else:
+            # refill the numbers in place: HiGHS keeps its basis and re-solves from it (hot start)
+            status = h.changeColsCost(self.n_col, self._all_cols, cost)
+            if status != highspy.HighsStatus.kError:
+                status = h.changeColsBounds(self.n_col, self._all_cols, lo, hi)
+            if status != highspy.HighsStatus.kError:
+                status = h.changeRowsBounds(self.n_row, self._all_rows, rlo, rhi)
+            changed = np.nonzero(val != self._last_val)[0]
+            for pos in changed:
+                if status == highspy.HighsStatus.kError:
+                    break
+                status = h.changeCoeff(int(self._a_row[pos]), int(self._a_index[pos]), float(val[pos]))
+        self._last_val = val
         # HiGHS's run clock accumulates over the object's life: the limit is set relative to it
         h.setOptionValue("time_limit", h.getRunTime() + self.time_limit_s)
         if status == highspy.HighsStatus.kError:
@@ -687,6 +715,7 @@ class Planner:
         ms = h.getModelStatus()
         self.solves += 1
         if ms != highspy.HighsModelStatus.kOptimal:
+            self._last_val = None  # next solve starts from a freshly passed model
             raise DispatchError(f"HiGHS returned {h.modelStatusToString(ms)} after {time.perf_counter() - t0:.3f} s")
         x = np.asarray(h.getSolution().col_value)
         g = lambda name: x[sl(name)]  # noqa: E731
