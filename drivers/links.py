@@ -8,7 +8,8 @@ that takes requests from a queue and runs them strictly one at a time. On top of
 * **retry and deadline**: up to ``retries`` extra attempts for timeouts, never past the request's
   deadline; Modbus exceptions are answers and are not retried;
 * **inter-frame gap** on serial links (at least 3.5 characters, >= 1.75 ms) and, after a timeout, a
-  drain pause so a late reply is discarded rather than matched to the next request;
+  drain pause so a late reply is discarded rather than matched to the next request (after a retried
+  request that succeeded, one more reply time, since the answer may have been the first attempt's);
 * **per-unit exponential back-off**: a unit that timed out is skipped (fails fast with
   :class:`LinkDown`) until its back-off expires, so a dead unit costs the bus at most one timeout per
   back-off period and never delays the other units beyond that;
@@ -305,6 +306,10 @@ class Link:
             st.failures = 0
             st.retry_at = 0.0
             self._link_timeouts = 0
+            if self._serial and attempts:
+                # the answer may have been the late reply to the timed-out attempt: the retry's own reply
+                # can still come, and with the same unit and length it would match the next request
+                await asyncio.sleep(timeout)
             try:
                 return self._check(req, response)
             except FrameError:

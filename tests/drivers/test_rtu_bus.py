@@ -6,6 +6,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from drv_servers import pty_pair, rtu_server, site_with_devices
 
 from drivers.fleet import Fleet
@@ -132,3 +133,41 @@ async def test_stale_values_keep_their_timestamp_and_turn_stale() -> None:
             now[0] += timedelta(seconds=3)
             r = (await fleet.poll("fast"))["m1"]
             assert r.quality == Quality.STALE and r.p_kw == 100.0
+
+
+async def test_inter_frame_gap_and_exponential_backoff_on_the_bus() -> None:
+    from drivers.errors import LinkDown, LinkTimeout
+    from drivers.links import Link
+
+    units = range(1, 3)
+    imgs = _images(units)
+    with pty_pair() as (client, server_path):
+        async with rtu_server(server_path, [img.sim_device(u) for u, img in zip(units, imgs)], dead=[2]):
+            opts = LinkOptions(rtu_turnaround_s=0.05, retries=0, inter_frame_s=0.03, backoff_min_s=0.2,
+                               backoff_max_s=5.0)
+            link = Link(f"rtu://{client}?baud=19200&unit=1", options=opts)
+            try:
+                t0 = time.monotonic()
+                for _ in range(6):
+                    await link.read(1, "input", 0, 2)
+                assert time.monotonic() - t0 >= 5 * 0.03, "frames keep the configured gap"
+                with pytest.raises(LinkTimeout):
+                    await link.read(2, "holding", 0, 1)
+                waits = []
+                for _ in range(2):
+                    t1 = time.monotonic()
+                    while True:
+                        try:
+                            await link.read(2, "holding", 0, 1)
+                        except LinkDown:
+                            await asyncio.sleep(0.01)
+                            continue
+                        except LinkTimeout:
+                            break
+                    waits.append(time.monotonic() - t1)
+                # back-off doubles: 0.2 s after the first failure, 0.4 s after the second
+                assert waits[0] >= 0.18 and waits[1] >= 0.38, waits
+                assert link.unit_failures(2) == 3 and link.unit_available(1)
+                assert await link.read(1, "input", 0, 2) is not None
+            finally:
+                await link.close()
