@@ -8,6 +8,7 @@ returns setpoints that
   is respected except to keep the POI import under its cap),
 * keep the cold tank within its limits and charge/discharge rates, and meet the cooling demand whenever
   the chiller capacity allows (the tank absorbs the cooling forecast error),
+* never curtail while the park imports (a plan's curtailment made for a forecast that did not come true),
 * keep the POI within its import and export caps every cycle: over the import cap it first releases
   planned curtailment, then discharges the battery, then draws on the tank; over the export cap it
   charges the battery, then fills the tank, then curtails wind, then PV,
@@ -209,6 +210,16 @@ def apply_limits(
         return excess
 
     g = grid_kw(m, sp)
+    if g > _EPS:
+        # curtailing while importing only buys the shortfall from the grid: release it (forecast error)
+        for attr, avail in (("p_wind_limit_kw", m.p_wind_avail_kw), ("p_pv_limit_kw", m.p_pv_avail_kw)):
+            lim = getattr(sp, attr)
+            if g > _EPS and lim < avail:
+                take = min(g, avail - max(lim, 0.0))
+                sp = replace(sp, **{attr: max(lim, 0.0) + take})
+                g -= take
+                rep.actions.append("release_curtailment_importing")
+        g = grid_kw(m, sp)
     if peak_so_far_kw is not None and g > peak_so_far_kw + _EPS:
         excess = g - peak_so_far_kw
         if sp.p_batt_kw < 0.0:
