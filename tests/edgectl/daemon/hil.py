@@ -132,7 +132,7 @@ class DaemonProc:
     """``edgectl run`` as a subprocess with its own NOTIFY_SOCKET."""
 
     def __init__(self, site_file: Path, *, notify_socket: str | None = None, log_file: Path | None = None,
-                 args: tuple[str, ...] = ("--no-mqtt",)) -> None:
+                 args: tuple[str, ...] = ("--no-mqtt",), prefix: tuple[str, ...] = ()) -> None:
         self.site_file = site_file
         self.log_file = log_file or site_file.with_suffix(".log")
         env = dict(os.environ)
@@ -141,7 +141,7 @@ class DaemonProc:
             env["NOTIFY_SOCKET"] = notify_socket
         self._log = open(self.log_file, "ab")  # noqa: SIM115
         self.t_start = time.monotonic()
-        self.proc = subprocess.Popen([str(EDGECTL), "run", "--config", str(site_file), *args],
+        self.proc = subprocess.Popen([*prefix, str(EDGECTL), "run", "--config", str(site_file), *args],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
     @property

@@ -37,7 +37,7 @@ def test_sigterm_safe_setpoints_in_hil_sim_serve_registers(tmp_path: Path) -> No
     try:
         served = json.loads(sim.stdout.readline())  # type: ignore[union-attr]
         urls = iter(d["url"] for d in served["devices"])
-        text = re.sub(r'^url = "tcp://[^"]+"', lambda _m: f'url = "{next(urls)}"', EXAMPLE.read_text(), flags=re.M)
+        text = re.sub(r'^url = "tcp://[^"]+"', lambda _m: f'url = "{next(urls)}"', EXAMPLE.read_text(), flags=re.MULTILINE)
         text = text.replace("cycle_s = 1.0", "cycle_s = 0.25").replace(
             'state_dir = "/var/lib/edgectl"', f'state_dir = "{tmp_path / "state"}"').replace(
             "safe_limit_pct = 100.0            # power limit written on shutdown [% of ac_kw]", "safe_limit_pct = 70.0",
