@@ -224,3 +224,26 @@ async def test_corrupt_store_starts_fresh(tmp_path: Path, caplog: pytest.LogCapt
     assert await _run(d, scenario) == 0
     assert d.store.recovered_from is not None  # type: ignore[union-attr]
     assert "moved it to" in caplog.text
+
+
+async def test_hold_and_rbc_modes_and_downsampled_telemetry(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    fleet = FakeFleet(site, pv_avail_kw=1500.0, load_kw=300.0)  # surplus: the rule-based controller charges
+    d = Daemon(site, fleet_factory=fake_factory(fleet), plan_in_process=True, telemetry_period_s=0.5)
+
+    async def scenario() -> None:
+        await _until(lambda: d.cycles >= 2)
+        now = datetime.now(UTC)
+        d.control.set("mode", "rbc", source="test", now=now, expires_at=now + timedelta(minutes=5))  # type: ignore[union-attr]
+        await _until(lambda: d.last_decision.source == "rbc" and _batt_writes(fleet)[-1].p_kw < 0)  # type: ignore[union-attr]
+        d.control.set("mode", "hold", source="test", now=now, expires_at=now + timedelta(minutes=5))  # type: ignore[union-attr]
+        await _until(lambda: d.last_decision.source == "hold")  # type: ignore[union-attr]
+        n = len(fleet.writes)
+        await _until(lambda: len(fleet.writes) > n + 3)
+        assert _batt_writes(fleet)[-1].p_kw == 0.0
+        assert "mode=hold" in d.health
+
+    await _run(d, scenario)
+    with Store(tmp_path / "state") as st:
+        rows = st.telemetry("meter")
+    assert len(rows) >= 2 and all("p_kw" in values for _, _, values in rows)
