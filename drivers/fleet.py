@@ -114,7 +114,7 @@ class _Driver:
         self.status = DeviceStatus(self.id)
         self.last_ts: datetime | None = None
         self.last_command: Command | None = None
-        self.last_command_at = 0.0
+        self.last_command_at: datetime | None = None  # fleet clock: simulated time in lock-step runs
         self.hb_counter = 0
         self.hb_configured = False
 
@@ -152,7 +152,7 @@ class _Driver:
         except (DriverError, ValueError, TypeError) as exc:
             return WriteResult(self.id, command, False, {}, f"{self.id}: {exc}", time.monotonic() - t0)
         self.last_command = command
-        self.last_command_at = time.monotonic()
+        self.last_command_at = self.fleet.clock()
         return WriteResult(self.id, command, True, readback, None, time.monotonic() - t0)
 
     async def heartbeat(self) -> WriteResult | None:
@@ -373,7 +373,8 @@ class _SunSpecDriver(_Driver):
         """Re-write the last command before half of its reversion time has passed."""
         if self.last_command is None:
             return None
-        if time.monotonic() - self.last_command_at < self._reversion_s() / 2.0:
+        if self.last_command_at is not None and \
+                (self.fleet.clock() - self.last_command_at).total_seconds() < self._reversion_s() / 2.0:
             return None
         return await self.write(self.last_command)
 

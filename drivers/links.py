@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.errors import FrameError, LinkDown, LinkError, LinkTimeout, exception_for_code
+from drivers.errors import DriverError, FrameError, LinkDown, LinkError, LinkTimeout, exception_for_code
 from edgectl.config import LinkUrl, parse_link_url
 
 __all__ = ["Link", "LinkOptions", "LinkPool", "LinkStats", "rtu_timeout_s"]
@@ -406,9 +406,16 @@ class LinkPool:
     def get(self, url: LinkUrl | str, *, options: LinkOptions | None = None) -> Link:
         u = parse_link_url(url) if isinstance(url, str) else url
         link = self.links.get(u.link_key)
+        if link is not None and self._serial_params(link.url) != self._serial_params(u):
+            raise DriverError(f"{u.link_key}: devices on one serial port must share baud, parity, stop bits and "
+                           f"byte size; {self._serial_params(link.url)} vs {self._serial_params(u)}")
         if link is None:
             link = self.links[u.link_key] = Link(u, options=options or self.options)
         return link
+
+    @staticmethod
+    def _serial_params(u: LinkUrl) -> tuple[int, str, int, int] | None:
+        return (u.baud, u.parity, u.stopbits, u.bytesize) if u.scheme == "rtu" else None
 
     async def close(self) -> None:
         await asyncio.gather(*(link.close() for link in self.links.values()), return_exceptions=True)

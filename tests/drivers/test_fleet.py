@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -229,7 +229,9 @@ async def test_battery_without_704_uses_model_124_percentages() -> None:
 
 async def test_heartbeat_counts_and_rearms_reversion_timers() -> None:
     park = Park()
-    async with park.serve(heartbeat_timeout_s=1.0) as site, Fleet.from_site(site, options=OPTS) as fleet:
+    now = [datetime(2026, 6, 1, 12, tzinfo=UTC)]  # simulated time, as in a lock-step run
+    async with park.serve(heartbeat_timeout_s=1.0) as site, \
+            Fleet.from_site(site, options=OPTS, clock=lambda: now[0]) as fleet:
         await fleet.poll("all")
         assert await fleet.heartbeat() == {}  # nothing commanded yet: nothing to keep alive
         assert (await fleet.write("wt1", WindLimit(limit_kw=300.0))).ok
@@ -242,7 +244,7 @@ async def test_heartbeat_counts_and_rearms_reversion_timers() -> None:
         assert park.wind.pop_writes() == {"WTUR.CtrlHb": 1, "WTUR.HbTmOut": 1}
         assert park.bess.pop_writes() == {(802, "CtrlHb"): 2}
         assert park.pv.pop_writes() == {}  # limit still fresh
-        await asyncio.sleep(0.6)  # past half of the 1 s reversion time
+        now[0] += timedelta(seconds=0.6)  # past half of the 1 s reversion time (simulated clock)
         await fleet.heartbeat()
         assert park.wind.pop_writes() == {"WTUR.CtrlHb": 2}
         assert park.pv.pop_writes()[(123, "WMaxLimPct")] == pytest.approx(50.0)
@@ -280,3 +282,14 @@ def _toml(site: Any) -> str:
                 out.extend(f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}\n" for k, v in item.items())
         out.append("\n")
     return "".join(out).replace("'", '"')
+
+
+def test_devices_on_one_serial_port_must_agree_on_line_settings() -> None:
+    from drivers.errors import DriverError
+
+    devices = (
+        '[[devices]]\nid = "meter"\nkind = "meter"\nurl = "rtu:///dev/ttyX?baud=9600&unit=1"\nmap = "grid_meter"\n\n'
+        '[[devices]]\nid = "wt1"\nkind = "wind"\nurl = "rtu:///dev/ttyX?baud=19200&unit=2"\nmap = "wind_turbine"\n'
+        'turbine_type = "E-53/800"\nrated_kw = 800.0\nhub_height_m = 73.0\n')
+    with pytest.raises(DriverError, match="must share baud"):
+        Fleet.from_site(site_with_devices(devices))
