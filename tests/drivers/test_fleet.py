@@ -293,3 +293,42 @@ def test_devices_on_one_serial_port_must_agree_on_line_settings() -> None:
         'turbine_type = "E-53/800"\nrated_kw = 800.0\nhub_height_m = 73.0\n')
     with pytest.raises(DriverError, match="must share baud"):
         Fleet.from_site(site_with_devices(devices))
+
+
+async def test_third_party_pv_float_model_at_base_0_limited_through_704() -> None:
+    """An inverter unlike the simulator's: float model 113 at base 0, no model 123, limit via 704."""
+    pv = build_image(0, [(1, {"Mn": "Other"}), (64901, [1, 2, 3]),
+                         (113, {"W": 250750.0, "WH": 1.5e6, "St": 4}),
+                         (704, {"WMaxLimPctEna": 0, "WMaxLimPct": 100.0, "WMaxLimPct_SF": -2,
+                                "WMaxLimPctRvrtTms": 0})])
+    async with tcp_server([pv.sim_device(7)]) as port:
+        site = site_with_devices(
+            '[[devices]]\nid = "meter"\nkind = "meter"\nurl = "tcp://127.0.0.1:1/1"\nmap = "grid_meter"\n\n'
+            f'[[devices]]\nid = "pv9"\nkind = "pv"\nurl = "tcp://127.0.0.1:{port}/7"\nmap = "sunspec"\n'
+            'dc_kwp = 300.0\nac_kw = 250.0\n')
+        async with Fleet.from_site(site, options=OPTS, device_ids=["pv9"]) as fleet:
+            r = (await fleet.poll("fast"))["pv9"]
+            assert r.p_kw == pytest.approx(250.75) and r.e_kwh == pytest.approx(1500.0) and r.status == "running"
+            assert r.limit_pct is None  # no model 123: the reading does not invent one
+            res = await fleet.write("pv9", PvLimit(limit_pct=33.33))
+            assert res.ok, res.error
+    assert pv.pop_writes() == {(704, "WMaxLimPctEna"): 1, (704, "WMaxLimPct"): pytest.approx(33.33),
+                               (704, "WMaxLimPctRvrtTms"): 30}
+
+
+async def test_poll_deadline_bounds_the_cycle_when_a_device_hangs() -> None:
+    from drv_servers import silent_server
+
+    park = Park()
+    async with park.serve() as site, silent_server() as hung:
+        devices = _toml(site).replace(
+            next(d.url for d in site.devices if d.id == "wt1"), f"tcp://127.0.0.1:{hung}/3")
+        slow = LinkOptions(timeout_s=2.0, retries=0)
+        async with Fleet.from_site(site_with_devices(devices), options=slow) as fleet:
+            import time
+
+            t0 = time.monotonic()
+            r = await fleet.poll("all", deadline_s=0.3)
+            assert time.monotonic() - t0 < 1.0
+            assert r["wt1"].quality == Quality.MISSING and r["meter"].quality == Quality.GOOD
+            assert "not finished" in (fleet.status()["wt1"].last_error or "")
