@@ -13,6 +13,7 @@ SUBCOMMAND_MODULES = (
     "hil_sim.commands.run",
     "hil_sim.commands.serve",
     "hil_sim.commands.build_data",
+    "hil_sim.commands.scenario",
 )
 
 
