@@ -24,6 +24,7 @@ re-writes the last command before half its reversion time has passed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ from edgectl.glossary import Quality
 __all__ = ["DeviceStatus", "Fleet", "WriteResult", "utc_now"]
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("edgectl.drivers.fleet")
 
 
 def utc_now() -> datetime:
@@ -124,7 +126,9 @@ class _Driver:
         self.status.polls += 1
         try:
             await self._read(group)
-        except Exception as exc:  # noqa: BLE001 - one device's failure never breaks the fleet's poll
+        except Exception as exc:
+            if not isinstance(exc, DriverError):
+                log.warning("%s: unexpected error while polling", self.id, exc_info=True)
             self.status.online = False
             self.status.failures += 1
             self.status.last_error = str(exc)

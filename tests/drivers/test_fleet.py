@@ -138,6 +138,10 @@ async def test_every_nature_is_read_in_engineering_units() -> None:
     park = Park()
     async with park.serve() as site, Fleet.from_site(site, options=OPTS) as fleet:
         r = await fleet.poll("all")
+        assert fleet.readings()["wt1"].p_kw == r["wt1"].p_kw
+        assert fleet.points("wt1")["WMET.HorWdSpd"] == pytest.approx(11.3)
+        assert fleet.points("pv1")["103"]["W"] == pytest.approx(512300.0)
+        assert all(st.online and st.last_error is None for st in fleet.status().values())
     m = r["meter"]
     assert isinstance(m, MeterReading) and m.quality == Quality.GOOD
     assert (m.p_kw, m.q_kvar, m.f_hz, m.v_v, m.e_import_kwh, m.e_export_kwh) == pytest.approx(
