@@ -126,7 +126,7 @@ class _Driver:
         self.status.polls += 1
         try:
             await self._read(group)
-        except Exception as exc:
+        except Exception as exc:  # one device's failure never breaks the fleet's poll
             if not isinstance(exc, DriverError):
                 log.warning("%s: unexpected error while polling", self.id, exc_info=True)
             self.status.online = False
