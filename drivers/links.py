@@ -285,9 +285,7 @@ class Link:
                     # let a late reply arrive and be discarded before the next frame goes out
                     await asyncio.sleep(self._gap_s + 0.02)
                 if attempts > self.options.retries or time.monotonic() + timeout > req.deadline:
-                    st.failures += 1
-                    backoff = min(self.options.backoff_max_s, self.options.backoff_min_s * 2 ** (st.failures - 1))
-                    st.retry_at = time.monotonic() + backoff
+                    backoff = self._fail_unit(st)
                     raise LinkTimeout(f"{self.key} unit {req.unit}: no answer to {req.kind} {req.table} "
                                       f"{req.address}+{req.count} within {timeout:.3f} s "
                                       f"({attempts} attempt(s)); backing off {backoff:.1f} s") from None
@@ -298,11 +296,19 @@ class Link:
             except FrameError:
                 if not self._serial:
                     self._close_client()  # bytes of unknown meaning may still be in the stream
+                self._fail_unit(st)  # a babbling unit backs off like a silent one
                 raise
             except TimeoutError:
                 self.stats.timeouts += 1
                 self._close_client()
                 raise LinkTimeout(f"{self.key} unit {req.unit}: transport stalled") from None
+            try:
+                result = self._check(req, response)
+            except FrameError:
+                if not self._serial:
+                    self._close_client()
+                self._fail_unit(st)
+                raise
             st.failures = 0
             st.retry_at = 0.0
             self._link_timeouts = 0
@@ -310,12 +316,14 @@ class Link:
                 # the answer may have been the late reply to the timed-out attempt: the retry's own reply
                 # can still come, and with the same unit and length it would match the next request
                 await asyncio.sleep(timeout)
-            try:
-                return self._check(req, response)
-            except FrameError:
-                if not self._serial:
-                    self._close_client()
-                raise
+            return result
+
+    def _fail_unit(self, st: _UnitState) -> float:
+        """Count a failure of a unit and start its exponential back-off; return the back-off [s]."""
+        st.failures += 1
+        backoff = min(self.options.backoff_max_s, self.options.backoff_min_s * 2 ** (st.failures - 1))
+        st.retry_at = time.monotonic() + backoff
+        return backoff
 
     async def _call(self, client: Any, req: _Request) -> Any:
         from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
