@@ -333,6 +333,6 @@ async def test_poll_deadline_bounds_the_cycle_when_a_device_hangs() -> None:
 
             t0 = time.monotonic()
             r = await fleet.poll("all", deadline_s=0.3)
-            assert time.monotonic() - t0 < 1.0
+            assert time.monotonic() - t0 < 1.8
             assert r["wt1"].quality == Quality.MISSING and r["meter"].quality == Quality.GOOD
             assert "not finished" in (fleet.status()["wt1"].last_error or "")

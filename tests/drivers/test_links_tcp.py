@@ -93,7 +93,7 @@ async def test_unreachable_endpoint_backs_off_reconnects() -> None:
         t0 = time.monotonic()
         with pytest.raises(LinkDown, match="next attempt"):
             await link.read(1, "holding", 0, 1)
-        assert time.monotonic() - t0 < 0.05, "during back-off the link fails fast"
+        assert time.monotonic() - t0 < 0.25, "during back-off the link fails fast (no connect attempt)"
     finally:
         await link.close()
 
@@ -132,11 +132,11 @@ async def test_silent_device_times_out_then_fails_fast_while_backing_off() -> No
             t0 = time.monotonic()
             with pytest.raises(LinkTimeout):
                 await link.read(1, "holding", 0, 1)
-            assert 0.15 < time.monotonic() - t0 < 1.0
+            assert 0.15 < time.monotonic() - t0 < 2.0
             t1 = time.monotonic()
             with pytest.raises(LinkDown, match="backing off"):
                 await link.read(1, "holding", 0, 1)
-            assert time.monotonic() - t1 < 0.05
+            assert time.monotonic() - t1 < 0.15
             assert link.unit_failures(1) == 1
         finally:
             await link.close()
@@ -156,13 +156,13 @@ async def _dead_unit_scenario(port: int) -> None:
         results = await asyncio.gather(link.read(9, "holding", 0, 1), link.read(1, "holding", 0, 1),
                                        return_exceptions=True)
         assert isinstance(results[0], LinkTimeout) and results[1] == [5]
-        assert time.monotonic() - t0 < 0.2 + 0.3
-        # next cycle: the dead unit costs nothing, the live one answers at once
-        t1 = time.monotonic()
+        assert time.monotonic() - t0 < 0.2 + 1.0
+        # next cycle: the dead unit costs nothing (no request sent), the live one answers
+        timeouts, sent = link.stats.timeouts, link.stats.requests
         results = await asyncio.gather(link.read(9, "holding", 0, 1), link.read(1, "holding", 0, 1),
                                        return_exceptions=True)
         assert isinstance(results[0], LinkDown) and results[1] == [5]
-        assert time.monotonic() - t1 < 0.1
+        assert link.stats.timeouts == timeouts and link.stats.requests == sent + 1
     finally:
         await link.close()
 

@@ -67,7 +67,7 @@ async def test_eight_units_one_dead_seven_read_every_cycle() -> None:
                 assert not fleet.status()["m5"].online
                 # the dead unit cost at most one timeout per cycle, and only when its back-off expired
                 timeout_s = 0.05 + 0.2
-                assert max(cycle_s) < 7 * 0.05 + timeout_s + 0.3, cycle_s
+                assert max(cycle_s) < 7 * 0.05 + timeout_s + 0.6, cycle_s
                 assert link.stats.timeouts < 12, "back-off kept the dead unit off the bus most cycles"
                 assert link.stats.skipped_backoff > 0
 
