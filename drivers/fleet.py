@@ -94,6 +94,11 @@ _BATT_STATUS = {1: "disconnected", 2: "initializing", 3: "connected", 4: "standb
 _INVERTER_MODELS = (103, 102, 101, 113, 112, 111)
 
 
+def _hb(value: int) -> int:
+    """Heartbeat counters run 0..65534: 0xFFFF is the uint16 not-implemented marker a device would ignore."""
+    return int(value) % 0xFFFF
+
+
 def _kw(v: Any) -> float | None:
     return None if v is None else float(v) / 1000.0
 
@@ -210,7 +215,7 @@ class _MapDriver(_Driver):
         if self.last_command is None:
             return None
         t0 = time.monotonic()
-        self.hb_counter = (self.hb_counter + 1) & 0xFFFF
+        self.hb_counter = _hb(self.hb_counter + 1)
         values: dict[str, Any] = {counter: self.hb_counter}
         if not self.hb_configured:
             values[timeout_point] = round(self._reversion_s())
@@ -476,7 +481,7 @@ class _BatteryDriver(_SunSpecDriver):
                       "OutWRte": pct if w > 0 else 0.0, "InWRte": pct if w < 0 else 0.0,
                       "InOutWRte_RvrtTms": rvrt}
             out.update(await self.device.write_points(info, values))
-        hb = command.heartbeat if command.heartbeat is not None else (self.hb_counter + 1) & 0xFFFF
+        hb = _hb(command.heartbeat if command.heartbeat is not None else self.hb_counter + 1)
         await self._write_hb(hb)
         out["CtrlHb"] = hb
         return out
@@ -485,7 +490,7 @@ class _BatteryDriver(_SunSpecDriver):
         info = self.info(802)
         if info is None:
             return
-        self.hb_counter = value & 0xFFFF
+        self.hb_counter = _hb(value)
         await self.device.write_points(info, {"CtrlHb": self.hb_counter}, verify=False)
 
     async def heartbeat(self) -> WriteResult | None:

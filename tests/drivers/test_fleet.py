@@ -175,7 +175,7 @@ async def test_commands_are_written_and_read_back() -> None:
                                         (123, "WMaxLim_Ena"): 1}
         res = await fleet.write("wt1", WindLimit(limit_kw=333.3))
         assert res.ok and park.wind.pop_writes() == {"WTUR.WLimSet": pytest.approx(333.3), "WTUR.WLimEna": 1}
-        res = await fleet.write("bess", BatterySetpoint(p_kw=250.0, heartbeat=41))
+        res = await fleet.write("bess", BatterySetpoint(p_kw=250.0, heartbeat=0xFFFF + 41))
         assert res.ok, res.error
         writes = park.bess.pop_writes()
         assert writes[(704, "WSet")] == pytest.approx(250000.0) and writes[(704, "WSetRvrtTms")] == 30
