@@ -125,12 +125,13 @@ class _Driver:
         self.hb_counter = 0
         self.hb_configured = False
 
-    # subclasses: async _read(group) -> None (fills caches, raises DriverError on total failure)
-    #             _reading(ts, quality) -> Reading ; _primary_quality() -> Quality
+    # subclasses: async _read(group) -> bool (fills caches, raises DriverError on total failure; True
+    #             when the primary values were read afresh), _reading(ts, quality) -> Reading,
+    #             _primary_quality() -> Quality
     async def poll(self, group: str) -> Reading:
         self.status.polls += 1
         try:
-            await self._read(group)
+            fresh = await self._read(group)
         except Exception as exc:  # one device's failure never breaks the fleet's poll
             if not isinstance(exc, DriverError):
                 log.warning("%s: unexpected error while polling", self.id, exc_info=True)
@@ -141,8 +142,10 @@ class _Driver:
             self.status.online = True
             self.status.failures = 0
             self.status.last_error = None
-            self.last_ts = self.fleet.clock()
-            self.status.last_ok = self.last_ts
+            self.status.last_ok = self.fleet.clock()
+            if fresh:
+                # the reading's time is the time of its primary values, not of any other point
+                self.last_ts = self.status.last_ok
         return self.reading()
 
     def reading(self) -> Reading:
@@ -173,7 +176,7 @@ class _Driver:
     def _wrong(self, command: Command) -> WriteError:
         return WriteError(f"command {type(command).__name__} does not apply to a {self.kind} device")
 
-    async def _read(self, group: str) -> None:
+    async def _read(self, group: str) -> bool:
         raise NotImplementedError
 
     def _reading(self, ts: datetime, quality: Quality, *, empty: bool) -> Reading:
@@ -197,8 +200,11 @@ class _MapDriver(_Driver):
         self.device = MapDevice(self.link, self.unit, load_map(cfg.map))
         self.points: dict[str, PointValue] = {}
 
-    async def _read(self, group: str) -> None:
-        self.points.update(await self.device.read(group))
+    async def _read(self, group: str) -> bool:
+        got = await self.device.read(group)
+        # a block that failed this time keeps its last values (their age shows in the reading's ts)
+        self.points.update({k: v for k, v in got.items() if v.quality != Quality.MISSING})
+        return all(n in got and got[n].quality != Quality.MISSING for n in self.primary)
 
     def _primary_quality(self) -> Quality:
         return max((self.points.get(n, PointValue(None, Quality.MISSING)).quality for n in self.primary),
@@ -350,7 +356,7 @@ class _SunSpecDriver(_Driver):
     def info(self, *ids: int) -> ModelInfo | None:
         return self.device.find(ids)
 
-    async def _read(self, group: str) -> None:
+    async def _read(self, group: str) -> bool:
         if not self.discovered:
             await self.device.discover()
             self.discovered = True
@@ -369,6 +375,7 @@ class _SunSpecDriver(_Driver):
             raise
         for i in infos:
             self.models[i.id] = decoded[i.address]
+        return group in ("fast", "all")
 
     def m(self, model_ids: tuple[int, ...], point: str, empty: bool) -> Any:
         if empty:

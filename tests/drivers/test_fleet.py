@@ -336,3 +336,38 @@ async def test_poll_deadline_bounds_the_cycle_when_a_device_hangs() -> None:
             assert time.monotonic() - t0 < 1.8
             assert r["wt1"].quality == Quality.MISSING and r["meter"].quality == Quality.GOOD
             assert "not finished" in (fleet.status()["wt1"].last_error or "")
+
+
+async def test_reading_time_is_the_time_of_its_primary_values() -> None:
+    from drv_servers import with_exceptions
+    from pymodbus.constants import ExcCodes
+
+    park = Park()
+    refuse = {"low": False}
+    orig = park.chillers.sim_device
+
+    def chillers_device(unit: int = 1) -> Any:
+        return with_exceptions(orig(unit), lambda fc, a, c: ExcCodes.DEVICE_FAILURE
+                               if refuse["low"] and fc == 3 and a < 200 else None)
+
+    park.chillers.sim_device = chillers_device  # type: ignore[method-assign]
+    now = [datetime(2026, 6, 1, 12, tzinfo=UTC)]
+    async with park.serve(stale_after_s=5.0) as site, \
+            Fleet.from_site(site, options=OPTS, clock=lambda: now[0]) as fleet:
+        t0 = now[0]
+        await fleet.poll("all")
+        now[0] += timedelta(seconds=10)
+        r = (await fleet.poll("slow"))["wt1"]
+        assert r.ts == t0 and r.quality == Quality.STALE, "a slow poll does not refresh the power reading"
+        r = (await fleet.poll("fast"))["wt1"]
+        assert r.ts == now[0] and r.quality == Quality.GOOD
+        t1 = now[0]
+        # the chiller plant answers its command block but not its measurement block
+        refuse["low"] = True
+        now[0] += timedelta(seconds=10)
+        c = (await fleet.poll("all"))["chillers"]
+        assert fleet.status()["chillers"].online
+        assert c.p_kw == pytest.approx(410.0) and c.ts == t1 and c.quality == Quality.STALE
+        refuse["low"] = False
+        c = (await fleet.poll("all"))["chillers"]
+        assert c.ts == now[0] and c.quality == Quality.GOOD
