@@ -30,7 +30,7 @@ log = logging.getLogger("edgectl.daemon.control")
 MODES = ("auto", "manual", "rbc", "hold")
 OVERRIDE_NAMES = (
     "mode", "battery_kw", "pv_limit_pct", "wind_limit_pct", "chiller_override", "tank_target_pct",
-    "export_limit_kw", "import_limit_kw", "carbon_price", "soc_reserve_pct",
+    "export_limit_kw", "import_limit_kw", "carbon_price", "soc_reserve_pct", "grid",
 )
 
 

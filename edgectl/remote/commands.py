@@ -20,6 +20,8 @@ Commands (name: role, value [unit], allowed range; ttl):
 - ``import_limit_kw``: admin, number [kW], [0, poi.import_limit_kw] (tighten only); ttl optional
 - ``carbon_price``: admin, number [currency/kg CO2], [0, 10]; ttl optional
 - ``soc_reserve_pct``: admin, number [%], [soc_min_pct, soc_max_pct] of the battery; ttl optional
+- ``grid``: operator, string, ``island`` (planned islanding: POI power driven to ~0, then the POI breaker
+  opens) or ``connected`` (reconnect once the grid is stable); ttl needed (expiry reconnects)
 
 ``value: null`` clears an override (back to the plan / the site file) and needs no ttl; ``mode`` cannot
 be null (send ``"auto"``). A ttl is a number of seconds in ``(0, daemon.command_ttl_max_s]``; a command
@@ -56,6 +58,7 @@ __all__ = [
 
 MAX_PAYLOAD_BYTES = 1024
 MODES = ("auto", "manual", "rbc", "hold")
+GRID_STATES = ("island", "connected")
 Role = Literal["operator", "admin"]
 
 
@@ -119,7 +122,7 @@ class CommandSpec:
 
     name: str
     role: Role
-    kind: Literal["mode", "number"]
+    kind: Literal["mode", "number", "grid"]
     unit: str
     ttl_required: bool
     doc: str
@@ -138,6 +141,7 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("import_limit_kw", "admin", "number", "kW", False, "POI import cap (tighten only)"),
         CommandSpec("carbon_price", "admin", "number", "per kg CO2", False, "internal carbon price"),
         CommandSpec("soc_reserve_pct", "admin", "number", "%", False, "battery islanding reserve floor"),
+        CommandSpec("grid", "operator", "grid", "", True, "island (planned islanding) or connected"),
     )
 }
 
@@ -207,6 +211,10 @@ def _check_value(site: SiteConfig, spec: CommandSpec, raw: Any, mode_now: str) -
         if raw not in MODES:
             raise _Reject(f"mode: value {_short(raw)} is not one of {list(MODES)}")
         return raw
+    if spec.kind == "grid":
+        if raw not in GRID_STATES:
+            raise _Reject(f"grid: value {_short(raw)} is not one of {list(GRID_STATES)}")
+        return str(raw)
     value = _number(name, raw)
     if name == "battery_kw":
         batt = site.battery
