@@ -3,25 +3,27 @@
 The model (per step ``t`` of ``step_h`` hours; every quantity aggregated over devices of one kind):
 
 Variables
-    ``pv_kw, wind_kw``      generation used, ``0 .. available`` (the gap is curtailment)
+    ``gen_kw``              PV + wind used, ``0 .. available`` (the gap is curtailment, shared between
+                            PV and wind in proportion to what each has available)
     ``ch_kw, dis_kw``       battery charge / discharge power, ``0 .. power_kw``
     ``soc_kwh``             battery energy at the end of the step, ``soc_min .. soc_max`` (hard)
     ``q_kw_th``             chiller plant cooling output, ``0 .. capacity``
     ``tank_kwh_th``         cold stored at the end of the step, ``tank_min .. tank_max`` (hard)
     ``unmet_kw_th``         cooling demand not met (soft, heavy penalty; keeps the model feasible)
-    ``imp_kw, exp_kw``      grid import / export at the POI
-    ``imp_over_kw, exp_over_kw``  excess over the POI caps (soft, heavy penalty)
+    ``imp_kw, exp_kw``      grid import / export at the POI within the caps
+    ``imp_over_kw``         import beyond the POI cap (soft cap, heavy penalty); export never has to
+                            exceed its cap because generation can always be curtailed
     ``short_kwh``           shortfall below the islanding reserve (soft SoC floor)
     ``peak_kw[m]``          peak import of calendar month slot ``m`` (0 = month of the first step, 1 = next)
 
 Rows
-    balance     ``imp - exp + pv + wind + dis - ch - q / cop_t = load``              (electric, kW)
+    balance     ``imp + imp_over - exp + gen + dis - ch - q / cop_t = load``          (electric, kW)
     battery     ``soc_t = a soc_{t-1} + dt (eta_c ch - dis / eta_d)``                 (a: self-discharge)
     tank        ``tank_t = b tank_{t-1} + dt (q + unmet - demand)``                   (b: tank losses)
-    tank rate   ``demand - max_discharge <= q + unmet <= demand + max_charge``
-    caps        ``imp - imp_over <= import_limit``, ``exp - exp_over <= export_limit``
+    (tank ratings and POI caps are column bounds: ``demand - max_discharge <= q <= demand + max_charge``,
+    ``imp <= import_limit``, ``exp <= export_limit``)
     reserve     ``soc + short >= reserve``
-    peak        ``imp - peak[m(t)] <= -margin_t``, ``peak[m] >= peak so far in month m``
+    peak        ``imp + imp_over - peak[m(t)] <= -margin_t``, ``peak[m] >= peak so far in month m``
 
 Objective (minimised, currency)
     ``sum dt (w_energy price_imp + carbon_price ci + import_weight) imp - dt w_energy price_exp exp
@@ -74,7 +76,7 @@ PENALTY_RESERVE_PER_KWH_H = 500.0
 """Cost of one kWh below the islanding reserve held for one hour [currency/(kWh h)]."""
 
 # variable blocks, each n_steps long, in this order; then the month peak scalars
-_BLOCKS = ("pv", "wind", "ch", "dis", "soc", "q", "tank", "unmet", "imp", "exp", "imp_over", "exp_over", "short")
+_BLOCKS = ("gen", "ch", "dis", "soc", "q", "tank", "unmet", "imp", "exp", "imp_over", "short")
 _B = {name: i for i, name in enumerate(_BLOCKS)}
 N_MONTH_SLOTS = 2
 
@@ -474,9 +476,9 @@ class Planner:
         # balance rows (n): imp - exp + pv + wind + dis - ch - q/cop = load
         self.r_bal = row0 + t
         add(self.r_bal, c("imp", t), 1.0)
+        add(self.r_bal, c("imp_over", t), 1.0)
         add(self.r_bal, c("exp", t), -1.0)
-        add(self.r_bal, c("pv", t), 1.0)
-        add(self.r_bal, c("wind", t), 1.0)
+        add(self.r_bal, c("gen", t), 1.0)
         add(self.r_bal, c("dis", t), 1.0)
         add(self.r_bal, c("ch", t), -1.0)
         self._cop_slot = sum(len(r) for r in rows)  # start of the -1/cop entries in the concatenation
@@ -499,20 +501,9 @@ class Planner:
         add(self.r_tank, c("q", t), -self.dt_h)
         add(self.r_tank, c("unmet", t), -self.dt_h)
         row0 += n
-        # tank rate rows (n): demand - maxdis <= q + unmet <= demand + maxch
-        self.r_rate = row0 + t
-        add(self.r_rate, c("q", t), 1.0)
-        add(self.r_rate, c("unmet", t), 1.0)
-        row0 += n
-        # caps (2n)
-        self.r_icap = row0 + t
-        add(self.r_icap, c("imp", t), 1.0)
-        add(self.r_icap, c("imp_over", t), -1.0)
-        row0 += n
-        self.r_xcap = row0 + t
-        add(self.r_xcap, c("exp", t), 1.0)
-        add(self.r_xcap, c("exp_over", t), -1.0)
-        row0 += n
+        # the tank's charge/discharge ratings and the POI caps are column bounds (q, imp, exp), the excess
+        # over the import cap a penalised column of its own (imp_over): fewer rows, fewer simplex iterations.
+        # Export never needs to exceed its cap (generation can always be curtailed), so it has no excess.
         # reserve (n): soc + short >= reserve
         self.r_res = row0 + t
         add(self.r_res, c("soc", t), 1.0)
@@ -521,6 +512,7 @@ class Planner:
         # peak rows (n): imp - peak[slot] <= 0, one entry per slot; the slot's coefficient is -1, others 0
         self.r_peak = row0 + t
         add(self.r_peak, c("imp", t), 1.0)
+        add(self.r_peak, c("imp_over", t), 1.0)
         self._peak_slot = sum(len(r) for r in rows)
         for m in range(N_MONTH_SLOTS):
             add(self.r_peak, np.full(n, self.peak_col + m), 0.0)
@@ -612,10 +604,7 @@ class Planner:
         lo = np.zeros(self.n_col)
         hi = np.zeros(self.n_col)
         sl = lambda name: slice(_B[name] * n, (_B[name] + 1) * n)  # noqa: E731
-        hi[sl("pv")] = pv_av
-        hi[sl("wind")] = wind_av
-        cost[sl("pv")] = -1.0e-6
-        cost[sl("wind")] = -1.0e-6
+        hi[sl("gen")] = pv_av + wind_av
         hi[sl("ch")] = p.batt_power_kw if p.has_battery else 0.0
         hi[sl("dis")] = p.batt_power_kw if p.has_battery else 0.0
         cost[sl("ch")] = w.wear_per_kwh * dt
@@ -623,20 +612,20 @@ class Planner:
         lo[sl("soc")] = p.soc_min_kwh
         hi[sl("soc")] = p.soc_max_kwh
         cost[_B["soc"] * n + n - 1] = -max(tv_batt, 0.0)
-        hi[sl("q")] = p.chiller_capacity_kw_th
+        q_lo = np.clip(demand - p.tank_max_discharge_kw_th, 0.0, p.chiller_capacity_kw_th)
+        lo[sl("q")] = q_lo
+        hi[sl("q")] = np.clip(demand + p.tank_max_charge_kw_th, q_lo, p.chiller_capacity_kw_th)
         lo[sl("tank")] = p.tank_min_kwh_th
         hi[sl("tank")] = p.tank_max_kwh_th
         cost[_B["tank"] * n + n - 1] = -max(tv_tank, 0.0)
         hi[sl("unmet")] = demand
         cost[sl("unmet")] = PENALTY_UNMET_PER_KWH_TH * dt
-        hi[sl("imp")] = np.inf
+        hi[sl("imp")] = p.import_limit_kw
         cost[sl("imp")] = eff_imp * dt
-        hi[sl("exp")] = np.inf
+        hi[sl("exp")] = p.export_limit_kw
         cost[sl("exp")] = -w.energy * arrays["price_export_per_kwh"] * dt
         hi[sl("imp_over")] = np.inf
-        cost[sl("imp_over")] = PENALTY_CAP_PER_KWH * dt
-        hi[sl("exp_over")] = np.inf
-        cost[sl("exp_over")] = PENALTY_CAP_PER_KWH * dt
+        cost[sl("imp_over")] = (eff_imp + PENALTY_CAP_PER_KWH) * dt
         hi[sl("short")] = np.inf if p.has_battery else 0.0
         cost[sl("short")] = PENALTY_RESERVE_PER_KWH_H * dt
         peak0 = max(float(inputs.peak_so_far_kw), 0.0)
@@ -660,12 +649,6 @@ class Planner:
         rlo[self.r_tank] = -dt * demand
         rlo[self.r_tank[0]] += b * tank0
         rhi[self.r_tank] = rlo[self.r_tank]
-        rlo[self.r_rate] = demand - p.tank_max_discharge_kw_th
-        rhi[self.r_rate] = demand + p.tank_max_charge_kw_th
-        rlo[self.r_icap] = -np.inf
-        rhi[self.r_icap] = p.import_limit_kw
-        rlo[self.r_xcap] = -np.inf
-        rhi[self.r_xcap] = p.export_limit_kw
         extra = max(float(inputs.reserve_extra_kwh), 0.0) if math.isfinite(inputs.reserve_extra_kwh) else 0.0
         rlo[self.r_res] = min(p.soc_reserve_kwh + extra, p.soc_max_kwh) if p.has_battery else -np.inf
         rhi[self.r_res] = np.inf
@@ -720,8 +703,12 @@ class Planner:
         x = np.asarray(h.getSolution().col_value)
         g = lambda name: x[sl(name)]  # noqa: E731
         q = g("q")
-        pv = g("pv")
-        wind = g("wind")
+        # PV and wind used: the planned generation shared in proportion to what each has available
+        avail = pv_av + wind_av
+        share_pv = np.divide(pv_av, avail, out=np.zeros(n), where=avail > 1e-9)
+        used = np.minimum(g("gen"), avail)
+        pv = used * share_pv
+        wind = used - pv
         plan = Plan(
             start=inputs.start,
             step_min=self.step_min,
@@ -730,7 +717,7 @@ class Planner:
             p_chiller_kw=q / cop,
             p_pv_limit_kw=pv,
             p_wind_limit_kw=wind,
-            p_grid_kw=g("imp") - g("exp"),
+            p_grid_kw=g("imp") + g("imp_over") - g("exp"),
             soc_kwh=g("soc"),
             tank_kwh_th=g("tank"),
             unmet_kw_th=g("unmet"),
