@@ -187,3 +187,21 @@ async def test_write_32bit_point_in_one_frame_with_readback() -> None:
             assert img.pop_writes() == {"WTUR.WLimSet": pytest.approx(654.3), "WTUR.WLimEna": 1}
         finally:
             await link.close()
+
+
+def test_rtu_timeouts_are_sized_from_baud_and_register_count() -> None:
+    from drivers.links import _Request
+
+    def timeout(url: str, count: int) -> float:
+        link = Link(url, options=LinkOptions(rtu_turnaround_s=0.1))
+        return link._attempt_timeout(_Request(1, "read", "holding", 0, count, None, 0.0))
+
+    slow_big = timeout("rtu:///dev/ttyX?baud=9600&unit=1", 125)
+    slow_small = timeout("rtu:///dev/ttyX?baud=9600&unit=1", 1)
+    fast_big = timeout("rtu:///dev/ttyX?baud=115200&unit=1", 125)
+    # 125 registers at 9600 baud: 8 + 255 bytes of 10 bits on the wire, with a 1.5 margin, plus turnaround
+    assert slow_big == pytest.approx(0.1 + 1.5 * (8 + 255) * 10 / 9600 + 0.01)
+    assert slow_small < slow_big and fast_big < slow_big
+    assert timeout("rtu:///dev/ttyX?baud=9600&parity=E&unit=1", 125) > slow_big  # 11-bit characters
+    assert Link("tcp://127.0.0.1:502/1", options=LinkOptions(timeout_s=0.7))._attempt_timeout(
+        _Request(1, "read", "holding", 0, 125, None, 0.0)) == 0.7
