@@ -184,3 +184,14 @@ def test_valid_until_and_step_at(params):
     assert plan.valid_until == t0 + timedelta(hours=24)
     assert plan.step_at(t0 + timedelta(minutes=31)) == 2
     assert plan.step_at(t0 + timedelta(hours=24)) is None
+
+
+def test_time_limit_raises_dispatch_error_and_the_planner_recovers(params):
+    planner = Planner(params, n_steps=192, time_limit_s=1e-7)
+    inp = day_inputs(n=192, pv_peak=1500.0, cooling=900.0)
+    with pytest.raises(DispatchError, match="Time limit"):
+        planner.solve(inp, W)
+    planner.time_limit_s = 10.0
+    plan = planner.solve(inp, W)
+    assert plan.status == "optimal"
+    assert plan.objective == pytest.approx(Planner(params, n_steps=192).solve(inp, W).objective, rel=1e-7)
