@@ -7,13 +7,12 @@ taking the parsed ``argparse.Namespace`` and returning the process exit code.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
-from edgectl.errors import EX_CONFIG, ConfigError
+from edgectl import _cli_common
 
-# Subcommand modules in the order --help lists them. Each is imported only to build the parser.
+# Subcommand modules in the order --help lists them; each exposes register(subparsers).
 SUBCOMMAND_MODULES = (
     "edgectl.commands.check_config",
     "drivers.probe",
@@ -23,30 +22,18 @@ SUBCOMMAND_MODULES = (
     "edgectl.dispatch.bench",
 )
 
+DESCRIPTION = (
+    "Park microgrid controller: run the daemon, check a site file, probe devices, "
+        "operate remotely over MQTT, benchmark dispatch."
+)
+
 
 def build_parser(modules: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="edgectl",
-        description="Park microgrid controller: run the daemon, check a site file, probe devices, "
-        "operate remotely over MQTT, benchmark dispatch.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in modules:
-        importlib.import_module(name).register(sub)
-    return parser
+    return _cli_common.build_parser("edgectl", DESCRIPTION, modules)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return EX_CONFIG
-    except KeyboardInterrupt:
-        return 130
+    return _cli_common.run(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
-from edgectl.errors import EX_CONFIG, ConfigError
+from edgectl import _cli_common
 
+# Subcommand modules in the order --help lists them; each exposes register(subparsers).
 SUBCOMMAND_MODULES = (
     "hil_sim.commands.run",
     "hil_sim.commands.serve",
@@ -16,29 +16,18 @@ SUBCOMMAND_MODULES = (
     "hil_sim.commands.scenario",
 )
 
+DESCRIPTION = (
+    "Hardware-in-the-loop simulator of the park: physics on a year of real data, "
+    "every device a real Modbus server."
+)
+
 
 def build_parser(modules: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hil-sim",
-        description="Hardware-in-the-loop simulator of the park: physics on a year of real data, "
-        "every device a real Modbus server.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in modules:
-        importlib.import_module(name).register(sub)
-    return parser
+    return _cli_common.build_parser("hil-sim", DESCRIPTION, modules)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return EX_CONFIG
-    except KeyboardInterrupt:
-        return 130
+    return _cli_common.run(build_parser(), argv)
 
 
 if __name__ == "__main__":
