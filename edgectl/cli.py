@@ -24,7 +24,7 @@ SUBCOMMAND_MODULES = (
 
 DESCRIPTION = (
     "Park microgrid controller: run the daemon, check a site file, probe devices, "
-        "operate remotely over MQTT, benchmark dispatch."
+    "operate remotely over MQTT, benchmark dispatch."
 )
 
 
