@@ -167,6 +167,8 @@ class RuleBased:
         self.params = plant_params(site)
         self.p_batt_prev_kw: float | None = None
         self.heartbeat = 0
+        self.last: dict[str, Any] = {}
+        self.rated_kw = {d.id: float(d.rated_kw) for d in site.of_kind("wind")}
 
     async def act(self, fleet: Any, now: datetime, dt_s: float, result: RunResult) -> None:
         from edgectl.daemon.snapshot import build_snapshot, measured_from_snapshot
@@ -194,12 +196,26 @@ class RuleBased:
             r = snap.good(sg.id)
             if r is not None and r.grid_ok and r.poi_closed is False:
                 cmds[sg.id] = BreakerCommand(breaker="poi", close=True)
-        # Every command is written every step, as the daemon re-arms the devices' reversion timers:
-        # one lock-step is longer than those timers.
-        results = await asyncio.gather(*(fleet.write(dev_id, cmd) for dev_id, cmd in cmds.items()),
+        # Every command is written every step, as the daemon re-arms the devices' reversion timers (one
+        # lock-step is longer than those timers) - except a generation limit equal to the device's own
+        # fail-safe (PV 100 %, wind at its rating) that is already in force: reverting changes nothing.
+        send = {d: c for d, c in cmds.items() if not (self.last.get(d) == c and self._is_failsafe(d, c))}
+        results = await asyncio.gather(*(fleet.write(dev_id, cmd) for dev_id, cmd in send.items()),
                                        return_exceptions=True)
-        result.writes += len(cmds)
-        result.writes_failed += sum(1 for r in results if isinstance(r, BaseException) or not getattr(r, "ok", True))
+        result.writes += len(send)
+        for (dev_id, cmd), res in zip(send.items(), results):
+            if isinstance(res, BaseException) or not getattr(res, "ok", True):
+                result.writes_failed += 1
+                self.last.pop(dev_id, None)
+            else:
+                self.last[dev_id] = cmd
+
+    def _is_failsafe(self, dev_id: str, cmd: Any) -> bool:
+        if isinstance(cmd, PvLimit):
+            return cmd.limit_pct >= 100.0
+        if isinstance(cmd, WindLimit):
+            return cmd.limit_kw >= self.rated_kw.get(dev_id, float("inf"))
+        return False
 
 
 def commands_from_setpoints(site: SiteConfig, values: dict[str, float], snap: Any) -> dict[str, Any]:

@@ -70,7 +70,23 @@ class SunSpecTables:
             raise ImageWriteError(2, f"registers {address}..{address + len(words) - 1} outside the SunSpec chain")
         before_words = self.ss.words[address - base:address - base + len(words)]
         before_values = [dict(m.values) for m in self.ss.models]
-        decoded = self.ss.write(address, words)
+        # SunSpecImage.write decodes the whole model once per written point; the registers are already
+        # in place by then, so one decode per model and write gives the same result (a model like 704
+        # is written 8 points at a time every step).
+        full = self.ss.decoded
+        cache: dict[tuple[int, int], Any] = {}
+
+        def decoded_once(model_id: int, instance: int = 0) -> Any:
+            key = (model_id, instance)
+            if key not in cache:
+                cache[key] = full(model_id, instance)
+            return cache[key]
+
+        self.ss.decoded = decoded_once  # type: ignore[method-assign]
+        try:
+            decoded = self.ss.write(address, words)
+        finally:
+            del self.ss.decoded
         try:
             self.on_write(decoded)
         except ValueError:
