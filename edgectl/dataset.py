@@ -151,7 +151,7 @@ def load_dataset(path: str | Path, *, step_min: int | None = None) -> Dataset:
     """
     source = str(path)
     try:
-        fh = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by the with below
+        fh = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise _fail(source, f"cannot read file: {exc.strerror or exc}") from None
     with fh:

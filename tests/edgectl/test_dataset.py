@@ -174,3 +174,10 @@ def test_index_at(tmp_path: Path) -> None:
     assert ds.index_at(datetime(2025, 6, 1, 1, 30, tzinfo=UTC)) == 1
     with pytest.raises(ValueError, match="outside the data"):
         ds.index_at(datetime(2025, 6, 2, tzinfo=UTC))
+
+
+def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
+    p = tmp_path / "excel.csv"
+    p.write_bytes(("\ufeff" + HEAD + "\r\n" + "\r\n".join(_rows()) + "\r\n").encode("utf-8"))
+    ds = load_dataset(p)
+    assert ds.n == 4 and ds.load_kw.tolist() == [1000.0, 1100.0, 1200.0, 1300.0]
