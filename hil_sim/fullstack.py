@@ -105,6 +105,7 @@ class MqttObserver:
         self.lock = threading.Lock()
         self.telemetry: list[dict[str, Any]] = []
         self.state: dict[str, Any] = {}
+        self.audit_seqs: list[Any] = []  # telemetry and audit share the outbox's sequence numbers
         self.acks: dict[str, tuple[float, dict[str, Any]]] = {}
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"g-observer-{os.getpid()}-{url_port}",
                              protocol=mqtt.MQTTv5)
@@ -132,6 +133,8 @@ class MqttObserver:
             if msg.topic.endswith("/telemetry") and isinstance(body, dict):
                 body["_rx"] = now
                 self.telemetry.append(body)
+            elif msg.topic.endswith("/audit") and isinstance(body, dict):
+                self.audit_seqs.append(body.get("seq"))
             elif msg.topic.endswith("/state") and isinstance(body, dict):
                 self.state = body
             elif "/resp/" in msg.topic:
@@ -163,7 +166,8 @@ class MqttObserver:
 
     def seq_report(self) -> dict[str, float]:
         with self.lock:
-            seqs = sorted({int(t["seq"]) for t in self.telemetry if isinstance(t.get("seq"), int)})
+            seqs = sorted({int(t["seq"]) for t in self.telemetry if isinstance(t.get("seq"), int)}
+                          | {int(a) for a in self.audit_seqs if isinstance(a, int)})
             hist = sum(1 for t in self.telemetry if t.get("historical"))
             n = len(self.telemetry)
         if not seqs:
@@ -215,6 +219,7 @@ class Stack:
     def __enter__(self) -> Stack:
         try:
             self.broker.start()
+            self._write_sim_site()
             self._start_serve()
             self._write_site()
             self.observer = MqttObserver(self.broker.port, self.site_id)
@@ -243,7 +248,7 @@ class Stack:
             self._tmp.cleanup()
 
     def _start_serve(self) -> None:
-        cmd = [str(BIN / "hil-sim"), "serve", "--site", str(self.site_path), "--free-ports", "--json",
+        cmd = [str(BIN / "hil-sim"), "serve", "--site", str(self.sim_site), "--free-ports", "--json",
                "--speed", f"{self.speed:g}", "--tick-s", f"{self.tick_s:g}"]
         if self.start_at:
             cmd += ["--start", self.start_at]
@@ -259,8 +264,23 @@ class Stack:
         self.served = {d["id"]: d["url"] for d in info["devices"]}
         self.sim_start = info["start"]
 
+    def _set_keys(self, text: str, keys: Mapping[str, Any]) -> str:
+        for key, value in keys.items():
+            lit = json.dumps(value) if isinstance(value, str) else (("true" if value else "false")
+                                                                 if isinstance(value, bool) else repr(value))
+            text, n = re.subn(rf"(?m)^{re.escape(key)}\s*=\s*[^#\n]*", f"{key} = {lit} ", text)
+            if n == 0:
+                raise ValueError(f"key {key!r} not found in {self.site_path}")
+        return text
+
+    def _write_sim_site(self) -> None:
+        """The simulator's copy: the same device parameters (e.g. reversion timers) as the daemon's."""
+        self.sim_site = self.dir / "sim-site.toml"
+        text = self._set_keys(self.site_path.read_text(encoding="utf-8"), self.overrides)
+        self.sim_site.write_text(text, encoding="utf-8")
+
     def _write_site(self) -> None:
-        text = self.site_path.read_text(encoding="utf-8")
+        text = self.sim_site.read_text(encoding="utf-8")
         m = re.search(r'^id\s*=\s*"([^"]+)"', text, re.M)
         self.site_id = m.group(1) if m else "site"
         # device URLs in file order
@@ -272,13 +292,7 @@ class Stack:
                 b = re.sub(r'(?m)^url\s*=\s*"[^"]*"', f'url = "{self.served[dm.group(1)]}"', b, count=1)
             out.append(b)
         text = "".join(out)
-        keys = {"cycle_s": self.cycle_s, "state_dir": str(self.state_dir), **self.overrides}
-        for key, value in keys.items():
-            lit = json.dumps(value) if isinstance(value, str) else (("true" if value else "false")
-                                                                 if isinstance(value, bool) else repr(value))
-            text, n = re.subn(rf"(?m)^{re.escape(key)}\s*=\s*[^#\n]*", f"{key} = {lit} ", text)
-            if n == 0:
-                raise ValueError(f"key {key!r} not found in {self.site_path}")
+        text = self._set_keys(text, {"cycle_s": self.cycle_s, "state_dir": str(self.state_dir)})
         self.daemon_site.write_text(text, encoding="utf-8")
 
     def start_daemon(self) -> None:
@@ -419,7 +433,7 @@ def run_full_scenario(sc: Any, duration_s: float, *, short: bool = False) -> Any
             st.wait_telemetry(1, after=t_restart, timeout_s=60)
             metrics["restart_to_telemetry_s"] = time.monotonic() - t_restart
             metrics["resume_setpoint_s"] = _wait_battery(st, 400.0, t_restart, tol_kw=20.0, timeout_s=30)
-            time.sleep(3.0)
+            time.sleep(8.0)
             metrics.update(st.observer.seq_report())
         metrics["startup_s"] = t_ready - t0 if t_ready > t0 else 0.0
     return _result(sc, metrics, {}, events, time.perf_counter() - t_wall, duration_s)

@@ -41,6 +41,7 @@ import numpy as np
 
 from hil_sim.errors import ScenarioError
 from hil_sim.faults import FaultSpec, _make, parse_duration_s, validate_faults
+from hil_sim.lockstep import _link_options, serve_site
 
 __all__ = ["SCENARIO_DIR", "Scenario", "ScenarioResult", "load_scenario_file", "scenario_names", "run_scenario",
            "evaluate", "write_report"]
@@ -307,6 +308,12 @@ class _BadData:
                 self.active.setdefault(e.params["device"], set()).add(e.kind)
 
 
+def _scenario_link_options() -> Any:
+    """The lock-step link options with a 0.1 s reply timeout (loopback replies take milliseconds): an
+    offline device costs 0.1 s of wall time per step instead of 0.25 s."""
+    return dataclasses.replace(_link_options(), timeout_s=0.1)
+
+
 def _overrides(values: Mapping[str, Any]) -> Any:
     from edgectl.daemon.control import Overrides
 
@@ -328,7 +335,6 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
     from hil_sim.clock import SimClock
     from hil_sim.faces import build_faces
     from hil_sim.faults import FaultInjector
-    from hil_sim.lockstep import _link_options, serve_site
     from hil_sim.plant import Plant
 
     site = load_site(sc.site_path)
@@ -350,7 +356,8 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
         worker = PlanWorker(site, time_box_s=site.dispatch.solver_time_limit_s + 5.0, in_process=True)
     elif sc.optimizer == "solver_limit":
         tiny = site.model_copy(update={"dispatch": site.dispatch.model_copy(update={"solver_time_limit_s": 1e-6})})
-        worker = PlanWorker(tiny, time_box_s=10.0, in_process=True)
+        # a worker process of its own (the in-process planner is cached per process, not per site)
+        worker = PlanWorker(tiny, time_box_s=10.0, in_process=False)
     elif sc.optimizer == "worker_timeout":
         worker = PlanWorker(site, time_box_s=0.02, in_process=False, first_extra_s=0.0)
     replan_s = site.dispatch.replan_min * 60.0
@@ -380,7 +387,7 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
     try:
         group, client_site = await serve_site(site, adapters, free_ports=True)
         try:
-            async with Fleet.from_site(client_site, clock=clock.now, options=_link_options()) as fleet:
+            async with Fleet.from_site(client_site, clock=clock.now, options=_scenario_link_options()) as fleet:
                 for k in range(n):
                     el = k * step_s
                     for e in injector.update(el):

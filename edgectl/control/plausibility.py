@@ -6,19 +6,21 @@ quality INVALID in the returned snapshot, so every controller downstream treats 
 
 * **frozen meter**: the POI power reading bit-identical for ``frozen_after_s`` while the park moves.
   A real meter always carries some noise; the simulator's meter does with the ``noise:meter`` fault.
-* **non-finite** values (NaN, inf) in a reading's primary power -> INVALID.
+* **non-finite** values (NaN, inf) in a reading's primary power -> INVALID; a battery whose SoC is
+  unknown (invalid or out-of-range register) -> INVALID (it cannot be dispatched safely).
 * **POI balance**: the park load implied by the POI balance
   (``p_load = p_grid + p_pv + p_wind + p_batt - p_chiller``) far below zero means the meter (or a
   generator's sign) lies; the meter is marked INVALID when it is below ``-balance_tol_kw``.
 * **battery sign**: a battery reading opposite in sign to the setpoint in force for ``sign_after_s``
-  (both beyond ``sign_tol_kw``) is INVALID.
+  (both beyond ``sign_tol_kw``; cycles with a small setpoint or reading neither count nor reset) is
+  INVALID for ``sign_hold_s`` (the battery is then held at 0 kW), then tested again.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -35,6 +37,7 @@ class PlausibilitySettings:
     balance_tol_kw: float = 200.0  # [kW]
     sign_tol_kw: float = 50.0  # [kW]
     sign_after_s: float = 10.0  # [s]
+    sign_hold_s: float = 60.0  # a battery caught with the wrong sign stays INVALID this long [s]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,7 @@ class PlausibilityState:
     meter_value: float | None = None
     meter_since: datetime | None = None
     batt_sign_since: datetime | None = None
+    batt_bad_until: datetime | None = None
 
 
 def _finite(v: Any) -> bool:
@@ -79,6 +83,12 @@ def check(
         if pk is not None and not _finite(pk):
             bad.add(dev.id)
             problems.append(f"{dev.id}: non-finite power {pk!r}")
+    batt = site.battery
+    if batt is not None:
+        rb = snap.good(batt.id)
+        if isinstance(rb, BatteryReading) and (rb.soc_pct is None or not 0.0 <= rb.soc_pct <= 100.0):
+            bad.add(batt.id)
+            problems.append(f"{batt.id}: state of charge {rb.soc_pct!r} unknown or outside 0..100 %")
     # POI balance
     if meter_id not in bad and isinstance(meter, MeterReading) and _finite(meter.p_kw):
         total = float(meter.p_kw)
@@ -98,21 +108,28 @@ def check(
             bad.add(meter_id)
             problems.append(f"{meter_id}: POI balance gives a park load of {total:.0f} kW (< 0): meter implausible")
     # battery sign against its setpoint
-    batt = site.battery
     if poi_open:
         batt_setpoint_kw = None  # islanded: the grid-forming battery follows the load, not its setpoint
-    if batt is not None and batt_setpoint_kw is not None:
+    if batt is not None and state.batt_bad_until is not None:
+        if now < state.batt_bad_until:
+            bad.add(batt.id)
+            problems.append(f"{batt.id}: power sign implausible (held until {state.batt_bad_until.isoformat()})")
+        else:
+            state = replace(state, batt_bad_until=None, batt_sign_since=None)
+    if batt is not None and batt_setpoint_kw is not None and batt.id not in bad:
         rb = snap.good(batt.id)
-        flipped = (isinstance(rb, BatteryReading) and _finite(rb.p_kw) and abs(batt_setpoint_kw) > settings.sign_tol_kw
-                   and abs(float(rb.p_kw)) > settings.sign_tol_kw and (float(rb.p_kw) > 0) != (batt_setpoint_kw > 0))
-        if flipped:
-            since = state.batt_sign_since or now
-            state = replace(state, batt_sign_since=since)
-            if (now - since).total_seconds() >= settings.sign_after_s:
-                bad.add(batt.id)
-                problems.append(f"{batt.id}: power {rb.p_kw} kW opposite to setpoint {batt_setpoint_kw} kW")
-        elif state.batt_sign_since is not None:
-            state = replace(state, batt_sign_since=None)
+        if isinstance(rb, BatteryReading) and _finite(rb.p_kw) and abs(batt_setpoint_kw) > settings.sign_tol_kw \
+                and abs(float(rb.p_kw)) > settings.sign_tol_kw:
+            if (float(rb.p_kw) > 0) != (batt_setpoint_kw > 0):
+                since = state.batt_sign_since or now
+                state = replace(state, batt_sign_since=since)
+                if (now - since).total_seconds() >= settings.sign_after_s:
+                    bad.add(batt.id)
+                    state = replace(state, batt_bad_until=now + timedelta(seconds=settings.sign_hold_s))
+                    problems.append(f"{batt.id}: power {rb.p_kw} kW opposite to setpoint {batt_setpoint_kw} kW")
+            else:
+                state = replace(state, batt_sign_since=None)
+        # small setpoint or reading: no evidence either way, the timer holds
     if not bad:
         return state, snap, problems
     quality = {d: (max(Quality(q), Quality.INVALID) if d in bad else q) for d, q in snap.quality.items()}

@@ -31,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from hil_sim.errors import ScenarioError
     from hil_sim.scenario import SCENARIO_DIR, load_scenario_file, run_scenario, scenario_names
 
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # frame dumps; the drivers report failures
     directory = Path(args.dir) if args.dir else SCENARIO_DIR
     known = scenario_names(directory)
     names: list[str] = []
