@@ -61,6 +61,7 @@ from drivers.natures import (
     WindReading,
 )
 from edgectl.config import SiteConfig
+from edgectl.control import plausibility, transitions
 from edgectl.daemon.control import ControlState
 from edgectl.daemon.controllers import Decision, decide, safe_commands
 from edgectl.daemon.forecasting import StepObs
@@ -206,6 +207,8 @@ class Daemon:
         self._worker: PlanWorker | None = None
         self._last_remote_state = 0.0
         self._warned: dict[str, tuple[float, int, float]] = {}
+        self._plaus = plausibility.PlausibilityState()
+        self._transition = transitions.initial_state()
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -406,14 +409,23 @@ class Daemon:
                 fleet.poll(group, deadline_s=max(0.6 * self.cycle_s, 0.04)), timeout=max(0.7 * self.cycle_s, 0.05))
             self.latest.update(readings)
         except TimeoutError:
-            log.warning("poll (%s) did not finish within %.2f s: using the last readings", group, 0.7 * self.cycle_s)
+            self._warn("poll", f"poll ({group}) did not finish within {0.7 * self.cycle_s:.2f} s: using the last readings")
         except Exception as exc:  # noqa: BLE001 - a poll failure degrades, never stops the cycle
-            log.warning("poll (%s) failed: %s: %s", group, type(exc).__name__, exc)
+            self._warn("poll", f"poll ({group}) failed: {type(exc).__name__}: {exc}")
         # 2. one frozen snapshot
         snap = build_snapshot(datetime.now(UTC), self.latest, self.device_ids, stale_after_s=self.cfg.stale_after_s)
+        # bad-data checks (frozen meter, NaN, implausible signs): failing devices become INVALID
+        self._plaus, snap, _problems = plausibility.check(self.site, self._plaus, snap,
+                                                          batt_setpoint_kw=self.p_batt_prev_kw)
         # 3./4. controllers in priority order, then the limit layer
         decision = decide(self.site, self.params, snap, ov, chain=self.chain, dt_s=self.cycle_s,
                           p_batt_prev_kw=self.p_batt_prev_kw)
+        # islanding / reconnection / black start (edgectl.control.transitions) over the same snapshot
+        self._transition, action = transitions.step(
+            self.site, self._transition, snap, request="island" if ov.values.get("grid") == "island" else None,
+            plan_batt_kw=decision.p_batt_kw, soc_reserve_pct=ov.number("soc_reserve_pct"))
+        if action.breaker is not None or action.battery_kw is not None or action.pv_limit_pct is not None:
+            decision = dataclasses.replace(decision, commands=transitions.apply_action(self.site, decision.commands, action))
         self.last_decision = decision
         # 5. writes with read-back
         failed = await self._write(decision.commands, source=decision.source, now=snap.ts)
