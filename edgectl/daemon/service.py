@@ -207,6 +207,7 @@ class Daemon:
         self._worker: PlanWorker | None = None
         self._last_remote_state = 0.0
         self._warned: dict[str, tuple[float, int, float]] = {}
+        self._prev_good: set[str] = set()
         self._plaus = plausibility.PlausibilityState()
         self._transition = transitions.initial_state()
 
@@ -414,6 +415,11 @@ class Daemon:
             self._warn("poll", f"poll ({group}) failed: {type(exc).__name__}: {exc}")
         # 2. one frozen snapshot
         snap = build_snapshot(datetime.now(UTC), self.latest, self.device_ids, stale_after_s=self.cfg.stale_after_s)
+        good = {d for d, q in snap.quality.items() if q == Quality.GOOD}
+        for dev in good - self._prev_good:
+            # back after an outage (or first seen): its reversion timer may have fired, write it afresh
+            self.last_written.pop(dev, None)
+        self._prev_good = good
         # bad-data checks (frozen meter, NaN, implausible signs): failing devices become INVALID
         self._plaus, snap, _problems = plausibility.check(self.site, self._plaus, snap,
                                                           batt_setpoint_kw=self.p_batt_prev_kw)

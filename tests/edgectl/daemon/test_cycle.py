@@ -137,8 +137,11 @@ async def test_device_loss_is_reported_and_skipped(tmp_path: Path) -> None:
         fleet.offline.add("pv2")
         await _until(lambda: "device-loss:pv2" in d.degraded)
         assert "pv2" not in d.last_decision.commands  # type: ignore[union-attr]
+        n = len(fleet.writes)
         fleet.offline.discard("pv2")
         await _until(lambda: not d.degraded)
+        # back from the outage: its command is written again at once (its reversion timer may have fired)
+        await _until(lambda: any(dev == "pv2" for dev, _ in fleet.writes[n:]), timeout_s=1.0)
 
     await _run(d, scenario)
 
