@@ -54,7 +54,7 @@ __all__ = ["Truth", "Result", "load_truth", "run_bench", "register", "CONTROLLER
 CONTROLLERS = ("none", "rbc", "mpc", "perfect")
 TOL_KW = 0.5
 TOL_KWH = 0.5
-HOLD = False
+HOLD = "off"  # charging ceiling in the limit layer: off | month (peak so far) | plan (max of that and the plan)
 MARGIN_Z = 0.7
 BUFFER_H = 0.0
 SLOT_MARGIN = True
@@ -251,7 +251,8 @@ class _Plant:
             unmet_cooling_kwh_th=float(self.unmet.sum() * dt), violations=self.violations,
             violation_kinds=dict(self.violation_kinds),
             battery_cycles=float(np.sum(np.clip(self.p_batt, 0.0, None)) * dt / cap) if cap > 0 else 0.0,
-            wall_s=wall_s, extra=extra or {},
+            wall_s=wall_s, extra={**(extra or {}), "month_peaks_kw": {f"{k // 12}-{k % 12 + 1:02d}": round(v, 1)
+                                                                      for k, v in sorted(self.month_peak.items())}},
         )
 
 
@@ -307,14 +308,14 @@ def _initial_state(p: PlantParams) -> tuple[float, float]:
 
 
 def _limit_with_true_cop(plant: _Plant, i: int, wanted: Setpoints, *, peak: float | None = None,
-                         prev: float | None = None, hold: bool = False) -> Setpoints:
+                         prev: float | None = None, ceiling: float | None = None) -> Setpoints:
     """The limit layer with the COP of the output it settles on (two passes), as the fast cycle would see."""
     sp = wanted
     q_guess = wanted.q_chiller_kw_th
     for _ in range(2):
         m = plant.measured(i, q_for_cop=q_guess)
         sp, _rep = apply_limits(plant.p, wanted, m, dt_s=plant.dt_s, peak_target_kw=peak,
-                                peak_so_far_kw=plant.peak_so_far(i) if hold else None)
+                                peak_so_far_kw=ceiling)
         if abs(sp.q_chiller_kw_th - q_guess) < 1.0:
             break
         q_guess = sp.q_chiller_kw_th
@@ -413,7 +414,12 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
         chain.counts[source] += 1
         if source in ("fresh_plan", "last_plan"):
             wanted = plan_setpoints(chain.plan, k)
-            sp = _limit_with_true_cop(plant, i, wanted, peak=chain.plan.peak_target_kw, prev=prev, hold=HOLD)
+            ceiling = None
+            if HOLD == "month":
+                ceiling = plant.peak_so_far(i)
+            elif HOLD == "plan":
+                ceiling = max(plant.peak_so_far(i), float(chain.plan.p_grid_kw[k]))
+            sp = _limit_with_true_cop(plant, i, wanted, peak=chain.plan.peak_target_kw, prev=prev, ceiling=ceiling)
         else:
             sp, _ = rbc_setpoints(p, plant.measured(i, q_for_cop=float(tr.cooling_kw_th[i])), dt_s=plant.dt_s)
             sp = _limit_with_true_cop(plant, i, sp, prev=prev)

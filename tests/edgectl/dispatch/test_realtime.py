@@ -123,3 +123,11 @@ def test_limits_always_hold(params, load, pv, wind, cool, soc, tank, batt, q, dt
     assert g >= -params.export_limit_kw - rep.export_excess_kw - 1e-6
     if not rep.cap_violated:
         assert -params.export_limit_kw - 1e-6 <= g <= params.import_limit_kw + 1e-6
+
+
+def test_planned_curtailment_is_released_while_importing(params):
+    # the plan curtailed PV for a forecast surplus that did not come: the park imports, so PV runs free
+    m = meas(params, p_load_kw=1500.0, p_pv_avail_kw=800.0, cooling_kw_th=0.0)
+    sp, rep = apply_limits(params, Setpoints(p_batt_kw=0.0, q_chiller_kw_th=0.0, p_pv_limit_kw=100.0), m, dt_s=900.0)
+    assert sp.p_pv_limit_kw >= 800.0 - 1e-6 and "release_curtailment_importing" in rep.actions
+    assert grid_kw(m, sp) == 700.0
