@@ -341,7 +341,7 @@ class Store:
 
     def next_seq(self, name: str, *, n: int = 1) -> int:
         """Reserve ``n`` consecutive numbers of counter ``name`` and return the first (counters start at 1
-        and never wrap here; a 16-bit register takes the value modulo 65536).
+        and never wrap here; the caller maps them into a register's range, e.g. modulo 0xFFFF).
 
         Committed before the numbers are used, so a restart never re-uses one.
         """

@@ -82,6 +82,8 @@ TELEMETRY_PERIOD_S = 60.0
 """Downsampling period of the telemetry history kept in the store [s]."""
 SLOW_POLL_EVERY_S = 30.0
 """How often the slow poll group is read [s] (the fast group every cycle)."""
+HB_MODULO = 0xFFFF
+"""Heartbeat registers count 0..65534 (0xFFFF is the uint16 not-implemented marker), as the fleet does."""
 HISTORY_STEPS = 14 * 96
 """Plan-step observations kept for the forecasts (two weeks of 15-min steps)."""
 
@@ -478,7 +480,7 @@ class Daemon:
             if isinstance(cmd, BatterySetpoint):
                 # two numbers per cycle, committed first: this setpoint's, and the one the fleet's
                 # heartbeat() writes after it; a restart continues above both (none re-used)
-                todo[dev] = dataclasses.replace(cmd, heartbeat=self.store.next_seq(f"hb.{dev}", n=2) & 0xFFFF)
+                todo[dev] = dataclasses.replace(cmd, heartbeat=self.store.next_seq(f"hb.{dev}", n=2) % HB_MODULO)
         deadline = max(0.8 * self.cycle_s, 0.1)
         results = await asyncio.gather(
             *(asyncio.wait_for(fleet.write(dev, cmd), timeout=deadline) for dev, cmd in todo.items()),
@@ -535,7 +537,7 @@ class Daemon:
         cmds = dict(safe_commands(self.site))
         for dev, cmd in cmds.items():
             if isinstance(cmd, BatterySetpoint):
-                cmds[dev] = dataclasses.replace(cmd, heartbeat=self.store.next_seq(f"hb.{dev}") & 0xFFFF)
+                cmds[dev] = dataclasses.replace(cmd, heartbeat=self.store.next_seq(f"hb.{dev}") % HB_MODULO)
         results = await asyncio.gather(
             *(asyncio.wait_for(fleet.write(dev, cmd), timeout=3.0) for dev, cmd in cmds.items()),
             return_exceptions=True,

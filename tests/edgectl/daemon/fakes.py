@@ -107,7 +107,7 @@ class FakeFleet:
         b = self.site.battery
         if b is None or b.id in self.offline or not self.ctrl_hb:
             return {}
-        self.ctrl_hb.append((self.ctrl_hb[-1] + 1) & 0xFFFF)
+        self.ctrl_hb.append((self.ctrl_hb[-1] + 1) % 0xFFFF)  # as drivers.fleet: 0..65534
         return {b.id: FakeResult(True)}
 
 

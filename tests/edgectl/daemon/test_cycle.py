@@ -250,3 +250,19 @@ async def test_hold_and_rbc_modes_and_downsampled_telemetry(tmp_path: Path) -> N
     with Store(tmp_path / "state") as st:
         rows = st.telemetry("meter")
     assert len(rows) >= 2 and all("p_kw" in values for _, _, values in rows)
+
+
+async def test_heartbeat_wraps_in_the_register_range_without_repeats(tmp_path: Path) -> None:
+    site = _site(tmp_path, cycle_s=0.1)
+    with Store(tmp_path / "state") as st:
+        st.put("seq.hb.bess", 65530)  # as if the daemon had run for 9 hours at 1 s
+    fleet = FakeFleet(site)
+    d = Daemon(site, fleet_factory=fake_factory(fleet), plan_in_process=True)
+
+    async def scenario() -> None:
+        await _until(lambda: len(fleet.ctrl_hb) >= 12)
+
+    await _run(d, scenario)
+    hb = fleet.ctrl_hb
+    assert hb[:6] == [65531, 65532, 65533, 65534, 0, 1]  # 0xFFFF (not implemented) never written
+    assert all(b == (a + 1) % 0xFFFF for a, b in itertools.pairwise(hb))
