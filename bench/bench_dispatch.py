@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgectl.config import load_site  # noqa: E402
-from edgectl.dispatch import bench as dbench  # noqa: E402
+from edgectl.config import load_site
+from edgectl.dispatch import bench as dbench
 
 
 def main(argv: list[str] | None = None) -> int:

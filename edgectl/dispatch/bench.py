@@ -27,12 +27,13 @@ tank outside its window or a battery power beyond its rating (tolerance 0.5 kW /
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -41,7 +42,16 @@ import numpy as np
 from edgectl.config import SiteConfig, load_site
 from edgectl.dispatch.fallback import FallbackChain, plan_setpoints
 from edgectl.dispatch.forecast import ErrorStats, Forecaster, peak_margin_kw
-from edgectl.dispatch.lp import N_MONTH_SLOTS, PlanInputs, Planner, PlantParams, Weights, plan_cop, plant_params, weights_for
+from edgectl.dispatch.lp import (
+    N_MONTH_SLOTS,
+    PlanInputs,
+    Planner,
+    PlantParams,
+    Weights,
+    plan_cop,
+    plant_params,
+    weights_for,
+)
 from edgectl.dispatch.rbc import rbc_setpoints
 from edgectl.dispatch.realtime import Measured, Setpoints, apply_limits
 from edgectl.errors import ConfigError, DispatchError
@@ -49,7 +59,7 @@ from edgectl.physics import battery as batt_phys
 from edgectl.physics import chiller as chiller_phys
 from edgectl.physics import tank as tank_phys
 
-__all__ = ["Truth", "Result", "load_truth", "run_bench", "register", "CONTROLLERS"]
+__all__ = ["CONTROLLERS", "Result", "Truth", "load_truth", "register", "run_bench"]
 
 CONTROLLERS = ("none", "rbc", "mpc", "perfect")
 TOL_KW = 0.5
@@ -149,8 +159,8 @@ class _Plant:
         self.tank = tank0_kwh_th
         cp = site.chiller_plant
         self._ch = (
-            dict(capacity_kw_th=[c.capacity_kw_th for c in cp.chillers], cop_nominal=[c.cop_nominal for c in cp.chillers],
-                 min_part_load=[c.min_part_load for c in cp.chillers], t_supply_c=cp.supply_temp_c)
+            {"capacity_kw_th": [c.capacity_kw_th for c in cp.chillers], "cop_nominal": [c.cop_nominal for c in cp.chillers],
+                 "min_part_load": [c.min_part_load for c in cp.chillers], "t_supply_c": cp.supply_temp_c}
             if cp is not None else None
         )
         b = site.battery
@@ -289,7 +299,7 @@ def _window(arr: np.ndarray, i: int, h: int, per_day: int) -> np.ndarray:
     if out.size == h:
         return out
     last = arr[-per_day:] if arr.size >= per_day else arr
-    reps = int(math.ceil((h - out.size) / last.size)) + 1
+    reps = math.ceil((h - out.size) / last.size) + 1
     return np.concatenate([out, np.tile(last, reps)])[:h]
 
 
@@ -372,34 +382,34 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
     t0 = time.perf_counter()
     dsp = site.dispatch
     step_min = tr.step_s / 60.0
-    h = int(round(dsp.horizon_h * 60.0 / step_min))
-    per_day = int(round(1440 / step_min))
-    replan = max(1, int(round(dsp.replan_min / step_min)))
+    h = round(dsp.horizon_h * 60.0 / step_min)
+    per_day = round(1440 / step_min)
+    replan = max(1, round(dsp.replan_min / step_min))
     planner = Planner(p, n_steps=h, step_min=step_min, time_limit_s=dsp.solver_time_limit_s)
     chain = FallbackChain(p, replan_s=dsp.replan_min * 60.0)
     fc = Forecaster(site, step_min=step_min, horizon_steps=h)
     stats = ErrorStats(steps_per_hour=60.0 / step_min, horizon_steps=h)
     if warmup is not None:
         for j in range(warmup.n):
-            fc.observe(datetime.fromtimestamp(int(warmup.t_unix_s[j]), tz=timezone.utc), load_kw=warmup.load_kw[j],
+            fc.observe(datetime.fromtimestamp(int(warmup.t_unix_s[j]), tz=UTC), load_kw=warmup.load_kw[j],
                        cooling_kw_th=warmup.cooling_kw_th[j], pv_kw=warmup.pv_kw[j], wind_ms=warmup.wind_ms[j],
                        temp_air_c=warmup.temp_air_c[j], carbon_kg_per_kwh=warmup.carbon[j])
     plant = _Plant(site, p, tr, w, *_initial_state(p))
     solve_times: list[float] = []
     prev = None
     for i in range(tr.n):
-        now = datetime.fromtimestamp(int(tr.t_unix_s[i]), tz=timezone.utc)
+        now = datetime.fromtimestamp(int(tr.t_unix_s[i]), tz=UTC)
         if i % replan == 0:
             if oracle:
-                args = dict(load=_window(tr.load_kw, i, h, per_day), cooling=_window(tr.cooling_kw_th, i, h, per_day),
-                            pv=_window(tr.pv_kw, i, h, per_day), wind=_window(tr.wind_kw, i, h, per_day),
-                            cop=_window(tr.cop_plan, i, h, per_day), carbon=_window(tr.carbon, i, h, per_day))
+                args = {"load": _window(tr.load_kw, i, h, per_day), "cooling": _window(tr.cooling_kw_th, i, h, per_day),
+                            "pv": _window(tr.pv_kw, i, h, per_day), "wind": _window(tr.wind_kw, i, h, per_day),
+                            "cop": _window(tr.cop_plan, i, h, per_day), "carbon": _window(tr.carbon, i, h, per_day)}
             else:
                 f = fc.forecast(now)
-                args = dict(load=f.load_kw, cooling=f.cooling_kw_th, pv=f.pv_kw, wind=f.wind_kw,
-                            cop=plan_cop(site, f.temp_air_c), carbon=f.carbon_kg_per_kwh,
-                            margin=peak_margin_kw(fc, now if SLOT_MARGIN else None, z=MARGIN_Z))
-                args["extra"] = BUFFER_H * float(np.mean(args["margin"][: max(1, int(round(60 / step_min)))]))
+                args = {"load": f.load_kw, "cooling": f.cooling_kw_th, "pv": f.pv_kw, "wind": f.wind_kw,
+                            "cop": plan_cop(site, f.temp_air_c), "carbon": f.carbon_kg_per_kwh,
+                            "margin": peak_margin_kw(fc, now if SLOT_MARGIN else None, z=MARGIN_Z)}
+                args["extra"] = BUFFER_H * float(np.mean(args["margin"][: max(1, round(60 / step_min))]))
                 for q, fq, aq in (("load_kw", f.load_kw, tr.load_kw), ("cooling_kw_th", f.cooling_kw_th, tr.cooling_kw_th),
                                   ("pv_kw", f.pv_kw, tr.pv_kw), ("wind_kw", f.wind_kw, tr.wind_kw),
                                   ("temp_air_c", f.temp_air_c, tr.temp_air_c)):
@@ -447,8 +457,8 @@ def perfect_plan(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, loo
 
     Returns battery kW, chiller kW_th, PV limit kW, wind limit kW per step and the solve times [s].
     """
-    per_day = int(round(86400 / tr.step_s))
-    la = int(round(lookahead_days * per_day))
+    per_day = round(86400 / tr.step_s)
+    la = round(lookahead_days * per_day)
     n = tr.n
     pb = np.zeros(n)
     q = np.zeros(n)
@@ -458,7 +468,7 @@ def perfect_plan(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, loo
     starts = [0] + [i for i in range(1, n) if tr.month_key[i] != tr.month_key[i - 1]] + [n]
     soc, tank = soc0, tank0
     planners: dict[int, Planner] = {}
-    for a, b in zip(starts[:-1], starts[1:]):
+    for a, b in itertools.pairwise(starts):
         e = min(b + la, n)
         hsteps = e - a
         planner = planners.get(hsteps)
@@ -502,7 +512,7 @@ def _run_perfect(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights) -> Res
 
 def run_bench(site: SiteConfig, truth: Truth, *, controllers: tuple[str, ...] = CONTROLLERS, forecast: str = "model",
               weights: Weights | None = None, warmup: Truth | None = None,
-              progress=None) -> dict[str, Result]:  # noqa: ANN001
+              progress=None) -> dict[str, Result]:
     """Run the controllers on ``truth`` and return their results (``capture`` filled when possible)."""
     p = plant_params(site)
     w = weights or weights_for(site)
@@ -558,7 +568,7 @@ def _parse_start(text: str) -> datetime:
         t = datetime.fromisoformat(text)
     except ValueError as exc:
         raise ConfigError("--start", [f"value {text!r} is not allowed: expected YYYY-MM-DD or an ISO 8601 time"]) from exc
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -580,15 +590,15 @@ def run(args: argparse.Namespace) -> int:
         t_start = _parse_start(args.start)
         a = int((t_start.timestamp() - truth.t_unix_s[0]) // truth.step_s)
         if not 0 <= a < truth.n:
-            first = datetime.fromtimestamp(int(truth.t_unix_s[0]), tz=timezone.utc)
-            last = datetime.fromtimestamp(int(truth.t_unix_s[-1]), tz=timezone.utc)
+            first = datetime.fromtimestamp(int(truth.t_unix_s[0]), tz=UTC)
+            last = datetime.fromtimestamp(int(truth.t_unix_s[-1]), tz=UTC)
             raise ConfigError("--start", [f"value {args.start!r} is not allowed: the data covers {first.isoformat()} .. {last.isoformat()}"])
-    b = truth.n if args.days is None else min(truth.n, a + int(round(args.days * 86400 / truth.step_s)))
+    b = truth.n if args.days is None else min(truth.n, a + round(args.days * 86400 / truth.step_s))
     warm = truth.slice(max(0, a - 28 * 86400 // truth.step_s), a) if a > 0 else None
     tr = truth.slice(a, b)
     w = weights_for(site, args.objective)
     if not args.json:
-        t0 = datetime.fromtimestamp(int(tr.t_unix_s[0]), tz=timezone.utc)
+        t0 = datetime.fromtimestamp(int(tr.t_unix_s[0]), tz=UTC)
         print(f"bench: site {site.site.id!r}, data {data}, {tr.n} steps of {tr.step_s // 60} min from {t0.isoformat()} "
               f"({tr.n * tr.step_s / 86400:.1f} days), objective {args.objective or site.dispatch.objective}, "
               f"mpc forecast {args.forecast}", flush=True)

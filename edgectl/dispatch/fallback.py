@@ -24,7 +24,7 @@ from edgectl.dispatch.lp import Plan, PlantParams
 from edgectl.dispatch.rbc import rbc_setpoints
 from edgectl.dispatch.realtime import LimitReport, Measured, Setpoints, apply_limits
 
-__all__ = ["FallbackChain", "plan_setpoints", "SOURCES"]
+__all__ = ["SOURCES", "FallbackChain", "plan_setpoints"]
 
 SOURCES = ("fresh_plan", "last_plan", "rbc", "safe_hold")
 log = logging.getLogger("edgectl.dispatch")

@@ -35,7 +35,7 @@ import numpy as np
 from edgectl.config import SiteConfig
 from edgectl.physics import wind as wind_phys
 
-__all__ = ["Forecast", "Forecaster", "ErrorStats", "site_wind_kw", "peak_margin_kw", "QUANTITIES"]
+__all__ = ["QUANTITIES", "ErrorStats", "Forecast", "Forecaster", "peak_margin_kw", "site_wind_kw"]
 
 QUANTITIES = ("load_kw", "cooling_kw_th", "pv_kw", "wind_kw", "temp_air_c", "carbon_kg_per_kwh")
 
@@ -141,10 +141,10 @@ class Forecaster:
         self.zone = ZoneInfo(site.site.timezone)
         self.step_min = float(step_min)
         self.h = int(horizon_steps)
-        self.slots = int(round(1440.0 / step_min))
+        self.slots = round(1440.0 / step_min)
         self.per_h = 60.0 / step_min
         self.tau_h = float(error_tau_h)
-        self.n_err = max(1, int(round(self.per_h)))  # last hour
+        self.n_err = max(1, round(self.per_h))  # last hour
         self.profiles = {q: _Profile(self.slots, alpha, alpha_all) for q in ("load_kw", "cooling_kw_th", "temp_air_c", "carbon_kg_per_kwh")}
         self.env_days = int(envelope_days)
         self.pv_hist = np.zeros((self.env_days, self.slots))  # by UTC day ring x UTC slot

@@ -56,16 +56,16 @@ from edgectl.errors import DispatchError
 from edgectl.physics import chiller as chiller_phys
 
 __all__ = [
-    "Weights",
-    "weights_for",
-    "PlantParams",
-    "plant_params",
-    "PlanInputs",
-    "Plan",
-    "Planner",
     "PENALTY_CAP_PER_KWH",
     "PENALTY_UNMET_PER_KWH_TH",
+    "Plan",
+    "PlanInputs",
+    "Planner",
+    "PlantParams",
+    "Weights",
     "plan_cop",
+    "plant_params",
+    "weights_for",
 ]
 
 PENALTY_CAP_PER_KWH = 1000.0
@@ -603,7 +603,7 @@ class Planner:
         cost = np.zeros(self.n_col)
         lo = np.zeros(self.n_col)
         hi = np.zeros(self.n_col)
-        sl = lambda name: slice(_B[name] * n, (_B[name] + 1) * n)  # noqa: E731
+        sl = lambda name: slice(_B[name] * n, (_B[name] + 1) * n)
         hi[sl("gen")] = pv_av + wind_av
         hi[sl("ch")] = p.batt_power_kw if p.has_battery else 0.0
         hi[sl("dis")] = p.batt_power_kw if p.has_battery else 0.0
@@ -701,7 +701,7 @@ class Planner:
             self._last_val = None  # next solve starts from a freshly passed model
             raise DispatchError(f"HiGHS returned {h.modelStatusToString(ms)} after {time.perf_counter() - t0:.3f} s")
         x = np.asarray(h.getSolution().col_value)
-        g = lambda name: x[sl(name)]  # noqa: E731
+        g = lambda name: x[sl(name)]
         q = g("q")
         # PV and wind used: the planned generation shared in proportion to what each has available
         avail = pv_av + wind_av

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from edgectl.dispatch.lp import PlantParams
 
-__all__ = ["Measured", "Setpoints", "LimitReport", "apply_limits", "split_setpoints", "grid_kw"]
+__all__ = ["LimitReport", "Measured", "Setpoints", "apply_limits", "grid_kw", "split_setpoints"]
 
 _EPS = 1e-6
 
@@ -176,7 +176,7 @@ def apply_limits(
     ch_max, dis_res, dis_hard = _battery_bounds(p, m, dt_h, p_batt_prev_kw, dt_s if ramp_s is None else ramp_s)
     q_lo, q_hi = _chiller_bounds(p, m, dt_h)
 
-    batt = min(max(wanted.p_batt_kw, -ch_max), dis_res if wanted.p_batt_kw <= dis_res else dis_res)
+    batt = min(max(wanted.p_batt_kw, -ch_max), dis_res)
     if abs(batt - wanted.p_batt_kw) > 1e-3:
         rep.actions.append("battery_limited")
     q = min(max(wanted.q_chiller_kw_th, q_lo), q_hi)

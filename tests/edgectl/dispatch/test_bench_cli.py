@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from conftest import EXAMPLE_SITE
 
 from edgectl.cli import main
-
-from conftest import EXAMPLE_SITE
 
 
 def write_site(tmp_path, *, horizon_h=12.0, drop_kinds=(), export_limit_kw=None):
@@ -29,7 +28,7 @@ def write_site(tmp_path, *, horizon_h=12.0, drop_kinds=(), export_limit_kw=None)
 def write_csv(tmp_path, *, days=3, seed=0, prices=False):
     """Synthetic hourly data: a weekday load shape, noisy sun, gusty wind, warm afternoons."""
     rng = np.random.default_rng(seed)
-    t0 = datetime(2024, 8, 5, 4, 0, tzinfo=timezone.utc)
+    t0 = datetime(2024, 8, 5, 4, 0, tzinfo=UTC)
     rows = []
     head = "timestamp,load_kw,cooling_kw,ghi_wm2,dni_wm2,dhi_wm2,temp_air_c,wind_ms"
     if prices:
@@ -91,7 +90,7 @@ def test_model_forecast_and_table(tmp_path, capsys):
                  "--controllers", "none,mpc,perfect"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "capture" in out and re.search(r"^mpc .* 0\s+\S+\s+\S+$", out, re.M)
+    assert "capture" in out and re.search(r"^mpc .* 0\s+\S+\s+\S+$", out, re.MULTILINE)
     assert "forecast model" in out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from dispatch_helpers import day_inputs
 
@@ -13,7 +13,7 @@ from edgectl.dispatch.lp import Planner, Weights
 from edgectl.dispatch.realtime import Measured
 from edgectl.errors import DispatchError
 
-T0 = datetime(2025, 7, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 7, 1, tzinfo=UTC)
 M = Measured(p_load_kw=1500.0, p_pv_avail_kw=0.0, p_wind_avail_kw=0.0, cooling_kw_th=0.0, cop=5.0, soc_kwh=1000.0,
              tank_kwh_th=3000.0)
 
@@ -39,7 +39,7 @@ def test_chain_walks_down_and_counts(params, caplog):
     _, src, _ = chain.setpoints(T0 + timedelta(hours=4, minutes=1), M, dt_s=1.0)
     assert src == "rbc"  # the 4-hour plan has expired
     bad = Measured(**{**M.__dict__, "soc_kwh": math.nan})
-    sp, src, rep = chain.setpoints(T0 + timedelta(hours=5), bad, dt_s=1.0)
+    sp, src, _rep = chain.setpoints(T0 + timedelta(hours=5), bad, dt_s=1.0)
     assert src == "safe_hold" and sp.p_batt_kw == 0.0 and math.isinf(sp.p_pv_limit_kw)
     _, src, _ = chain.setpoints(T0 + timedelta(hours=5), None, dt_s=1.0)
     assert src == "safe_hold"

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from edgectl.dispatch.forecast import ErrorStats, Forecaster, peak_margin_kw, site_wind_kw
 from edgectl.physics.site import available_profiles  # noqa: F401  (same wind chain, checked below)
 
-T0 = datetime(2025, 6, 2, 4, 0, tzinfo=timezone.utc)  # a Monday, 00:00 in New York
+T0 = datetime(2025, 6, 2, 4, 0, tzinfo=UTC)  # a Monday, 00:00 in New York
 STEP = timedelta(minutes=15)
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC
 
 import numpy as np
 import pytest
+from dispatch_helpers import day_inputs
 
 from edgectl.dispatch.lp import Planner, Weights, plan_cop, weights_for
 from edgectl.errors import DispatchError
 from edgectl.physics import battery as batt_phys
-
-from dispatch_helpers import day_inputs
 
 W = Weights(energy=1.0, wear_per_kwh=0.01)
 
@@ -138,10 +138,10 @@ def test_presets_change_the_plan(site, params):
     n = 96
     carbon = np.where(np.arange(n) < 48, 0.1, 0.9)  # clean first half, dirty second half
     inp = day_inputs(cheap=0.6, dear=0.6, carbon=carbon, soc=params.soc_reserve_kwh)
-    no_dc = dict(demand_charge_per_kw_month=0.0)  # a demand charge would dwarf the carbon arbitrage
+    no_dc = {"demand_charge_per_kw_month": 0.0}  # a demand charge would dwarf the carbon arbitrage
     cost = Planner(params, n_steps=n).solve(inp, dataclasses.replace(weights_for(site, "cost"), **no_dc))
     low_c = Planner(params, n_steps=n).solve(inp, dataclasses.replace(weights_for(site, "carbon"), **no_dc))
-    co2 = lambda p: float(np.sum(np.clip(p.p_grid_kw, 0, None) * carbon) * 0.25)  # noqa: E731
+    co2 = lambda p: float(np.sum(np.clip(p.p_grid_kw, 0, None) * carbon) * 0.25)
     assert co2(low_c) < co2(cost) - 50.0
     assert weights_for(site, "self-sufficiency").import_weight_per_kwh > 0.0
     with pytest.raises(ValueError, match="dispatch.objective='money'"):
@@ -175,10 +175,10 @@ def test_plan_cop_falls_with_outdoor_temperature(site):
 
 
 def test_valid_until_and_step_at(params):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     inp = day_inputs()
-    t0 = datetime(2025, 7, 1, tzinfo=timezone.utc)
+    t0 = datetime(2025, 7, 1, tzinfo=UTC)
     inp.start = t0
     plan = Planner(params, n_steps=96).solve(inp, W)
     assert plan.valid_until == t0 + timedelta(hours=24)

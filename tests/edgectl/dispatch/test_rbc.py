@@ -7,8 +7,8 @@ from edgectl.dispatch.realtime import Measured, grid_kw
 
 
 def m(**kw):
-    base = dict(p_load_kw=1000.0, p_pv_avail_kw=0.0, p_wind_avail_kw=0.0, cooling_kw_th=500.0, cop=5.0,
-                soc_kwh=1000.0, tank_kwh_th=3000.0)
+    base = {"p_load_kw": 1000.0, "p_pv_avail_kw": 0.0, "p_wind_avail_kw": 0.0, "cooling_kw_th": 500.0, "cop": 5.0,
+                "soc_kwh": 1000.0, "tank_kwh_th": 3000.0}
     base.update(kw)
     return Measured(**base)
 

@@ -11,8 +11,8 @@ from edgectl.dispatch.realtime import Measured, Setpoints, apply_limits, grid_kw
 
 
 def meas(params, **kw):
-    base = dict(p_load_kw=1500.0, p_pv_avail_kw=0.0, p_wind_avail_kw=0.0, cooling_kw_th=1000.0, cop=5.0,
-                soc_kwh=1000.0, tank_kwh_th=3000.0)
+    base = {"p_load_kw": 1500.0, "p_pv_avail_kw": 0.0, "p_wind_avail_kw": 0.0, "cooling_kw_th": 1000.0, "cop": 5.0,
+                "soc_kwh": 1000.0, "tank_kwh_th": 3000.0}
     base.update(kw)
     return Measured(**base)
 
@@ -35,7 +35,7 @@ def test_import_cap_uses_the_tank_when_the_battery_is_empty(params):
 
 def test_import_cap_releases_planned_curtailment_first(params):
     m = meas(params, p_load_kw=params.import_limit_kw + 200.0, p_pv_avail_kw=500.0, cooling_kw_th=0.0)
-    sp, rep = apply_limits(params, Setpoints(p_batt_kw=0.0, q_chiller_kw_th=0.0, p_pv_limit_kw=0.0), m, dt_s=900.0)
+    sp, _rep = apply_limits(params, Setpoints(p_batt_kw=0.0, q_chiller_kw_th=0.0, p_pv_limit_kw=0.0), m, dt_s=900.0)
     assert sp.p_batt_kw == 0.0 and sp.p_pv_limit_kw >= 200.0 - 1e-6
     assert grid_kw(m, sp) <= params.import_limit_kw + 1e-6
 
