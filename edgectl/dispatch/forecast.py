@@ -17,9 +17,9 @@ Models
                             available PV of the last ``envelope_days`` days) x clearness, where the
                             clearness of the last hour persists and relaxes to the clearness of the
                             last days with lead time
-    wind                    persistence of the hub wind speed relaxing to the recent mean speed, through
-                            the turbines' power curves (:mod:`edgectl.physics.wind`); a wind forecast
-                            (``wind_forecast_ms``) replaces persistence when given
+    wind                    persistence of the last hour's wind speed through the turbines' power curves
+                            (:mod:`edgectl.physics.wind`), relaxing to the recent mean power; a wind
+                            forecast (``wind_forecast_ms``) goes through the curves when given
 
 :class:`ErrorStats` accumulates MAE and bias per horizon hour for each quantity.
 """
@@ -152,6 +152,7 @@ class Forecaster:
         self.pv_energy = np.zeros(2)  # (actual, envelope) EW sums for the recent-days clearness
         self.wind_recent: list[float] = []
         self.wind_mean = np.nan
+        self.wind_kw_mean = np.nan  # mean of the power (the curve is not linear: not the power of the mean)
         self.last_t: datetime | None = None
         self.n_obs = 0
         # online error of the net electric load forecast per lead step (from resolved forecasts only)
@@ -216,6 +217,8 @@ class Forecaster:
                 self.wind_recent.pop(0)
             a = 1.0 / (2.0 * self.slots)  # about two days
             self.wind_mean = float(wind_ms) if not np.isfinite(self.wind_mean) else self.wind_mean + a * (wind_ms - self.wind_mean)
+            p_kw = float(site_wind_kw(self.site, np.array([wind_ms]))[0])
+            self.wind_kw_mean = p_kw if not np.isfinite(self.wind_kw_mean) else self.wind_kw_mean + a * (p_kw - self.wind_kw_mean)
         self.last_t = t
         self.n_obs += 1
 
@@ -256,11 +259,15 @@ class Forecaster:
         if wind_forecast_ms is not None:
             v = np.asarray(wind_forecast_ms, dtype=float)[:h]
         else:
+            # the last hour's speed through the power curves, relaxing to the recent mean power
             v_now = float(np.mean(self.wind_recent)) if self.wind_recent else 0.0
-            v_mean = self.wind_mean if np.isfinite(self.wind_mean) else v_now
+            p_now = float(site_wind_kw(self.site, np.array([v_now]))[0])
+            p_mean = self.wind_kw_mean if np.isfinite(self.wind_kw_mean) else p_now
             w = np.exp(-lead_h / 6.0)
-            v = w * v_now + (1.0 - w) * v_mean
-        wind = site_wind_kw(self.site, v)
+            v = None
+            wind = w * p_now + (1.0 - w) * p_mean
+        if v is not None:
+            wind = site_wind_kw(self.site, v)
         self._pend_issue[self._pend_ptr] = self.n_obs
         self._pend_fc[self._pend_ptr] = out["load_kw"] + out["cooling_kw_th"] / self.cop_ref - np.maximum(pv, 0.0) - wind
         self._pend_ptr = (self._pend_ptr + 1) % self.h
