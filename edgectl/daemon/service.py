@@ -65,7 +65,7 @@ from edgectl.control import plausibility, transitions
 from edgectl.daemon.control import ControlState
 from edgectl.daemon.controllers import Decision, decide, safe_commands
 from edgectl.daemon.forecasting import StepObs
-from edgectl.daemon.notify import Notifier
+from edgectl.daemon.notify import Notifier, watchdog_interval_s
 from edgectl.daemon.planning import PlanRequest, PlanWorker, plan_from_dict, plan_to_dict
 from edgectl.daemon.snapshot import Snapshot, build_snapshot, measured_from_snapshot
 from edgectl.dispatch.fallback import FallbackChain
@@ -228,6 +228,10 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+        wd = watchdog_interval_s()
+        if wd is not None and wd < 3.0 * self.cycle_s:
+            log.error("systemd WatchdogSec=%.0f s is under 3 cycles of %.1f s: raise WatchdogSec or the watchdog "
+                      "will kill the daemon on a single slow cycle", wd, self.cycle_s)
         now = datetime.now(UTC)
         self.store = Store(self.state_dir)
         if self.store.recovered_from is not None:
