@@ -19,10 +19,9 @@ def main() -> int:
     args = ap.parse_args()
     os.environ["EDGECTL_FUZZ_PROFILE"] = "bench"
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fuzz"))
+    import test_config_fuzz as t
     from hypothesis import given, settings
     from hypothesis import strategies as st
-
-    import test_config_fuzz as t
 
     settings.register_profile("bench", max_examples=args.cases, deadline=None, database=None)
     rows = []

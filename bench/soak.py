@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hil_sim.fullstack import Stack, rss_kb  # noqa: E402
+from hil_sim.fullstack import Stack, rss_kb
 
 
 def children(pid: int) -> list[int]:
@@ -115,9 +115,9 @@ def main() -> int:
         t_drain = time.monotonic()
         while time.monotonic() - t_drain < 90.0:
             rep = st.observer.seq_report()
-            if rep.get("telemetry_lost") == 0 or rep.get("telemetry_unique", 0) == last:
-                if time.monotonic() - t_drain > 15.0 or rep.get("telemetry_lost") == 0:
-                    break
+            lost_none = rep.get("telemetry_lost") == 0
+            if lost_none or (rep.get("telemetry_unique", 0) == last and time.monotonic() - t_drain > 15.0):
+                break
             last = rep.get("telemetry_unique", 0)
             time.sleep(3.0)
         rep = st.observer.seq_report()

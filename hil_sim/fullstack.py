@@ -23,9 +23,9 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["Broker", "Stack", "MqttObserver", "free_port", "rss_kb", "run_full_scenario"]
+__all__ = ["Broker", "MqttObserver", "Stack", "free_port", "rss_kb", "run_full_scenario"]
 
 BIN = Path(sys.executable).parent
 
@@ -216,7 +216,7 @@ class Stack:
         self.site_id = ""
 
     # -------------------------------------------------------------- lifecycle
-    def __enter__(self) -> Stack:
+    def __enter__(self) -> Self:
         try:
             self.broker.start()
             self._write_sim_site()
@@ -229,7 +229,7 @@ class Stack:
             raise
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -281,13 +281,13 @@ class Stack:
 
     def _write_site(self) -> None:
         text = self.sim_site.read_text(encoding="utf-8")
-        m = re.search(r'^id\s*=\s*"([^"]+)"', text, re.M)
+        m = re.search(r'^id\s*=\s*"([^"]+)"', text, re.MULTILINE)
         self.site_id = m.group(1) if m else "site"
         # device URLs in file order
         blocks = re.split(r"(?m)^(?=\[\[devices\]\])", text)
         out = [blocks[0]]
         for b in blocks[1:]:
-            dm = re.search(r'^id\s*=\s*"([^"]+)"', b, re.M)
+            dm = re.search(r'^id\s*=\s*"([^"]+)"', b, re.MULTILINE)
             if dm and dm.group(1) in self.served:
                 b = re.sub(r'(?m)^url\s*=\s*"[^"]*"', f'url = "{self.served[dm.group(1)]}"', b, count=1)
             out.append(b)

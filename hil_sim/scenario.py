@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import math
 import time
 import tomllib
@@ -43,8 +44,16 @@ from hil_sim.errors import ScenarioError
 from hil_sim.faults import FaultSpec, _make, parse_duration_s, validate_faults
 from hil_sim.lockstep import _link_options, serve_site
 
-__all__ = ["SCENARIO_DIR", "Scenario", "ScenarioResult", "load_scenario_file", "scenario_names", "run_scenario",
-           "evaluate", "write_report"]
+__all__ = [
+    "SCENARIO_DIR",
+    "Scenario",
+    "ScenarioResult",
+    "evaluate",
+    "load_scenario_file",
+    "run_scenario",
+    "scenario_names",
+    "write_report",
+]
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 STACKS = ("lockstep", "full")
@@ -369,7 +378,7 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
     latest: dict[str, Any] = {}
     hb = 0
     p_prev: float | None = None
-    n = int(round(duration_s / step_s))
+    n = round(duration_s / step_s)
     rec: dict[str, list[float]] = {k: [] for k in (
         "t_s", "p_grid_kw", "p_pv_kw", "p_wind_kw", "p_batt_kw", "soc_pct", "p_load_kw", "p_served_kw",
         "p_crit_unserved_kw", "islanded", "blackout", "phase", "feeders_closed", "meter_quality", "bad_devices",
@@ -413,7 +422,7 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
                     latest.update(readings)
                     snap = build_snapshot(now, latest, [d.id for d in site.devices],
                                           stale_after_s=site.daemon.stale_after_s)
-                    pstate, snap, probs = plausibility.check(site, pstate, snap, batt_setpoint_kw=p_prev)
+                    pstate, snap, _probs = plausibility.check(site, pstate, snap, batt_setpoint_kw=p_prev)
                     for d, q in snap.quality.items():
                         if q != Quality.GOOD:
                             bad_times.setdefault(d, []).append(el)
@@ -457,8 +466,8 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
                         if not ok:
                             stats["writes_failed"] += 1
                         if isinstance(c, BreakerCommand):
-                            events.append((el, f"breaker {c.breaker} {'close' if c.close else 'open'}"
-                                           f"{'' if ok else ' FAILED'}"))
+                            events.append((el, (f"breaker {c.breaker} {'close' if c.close else 'open'}"
+                                           f"{'' if ok else ' FAILED'}")))
                     stats["cycles"] += 1
                     # ---- the plant integrates the step
                     plant.step(step_s)
@@ -593,7 +602,7 @@ def lockstep_metrics(tr: dict[str, np.ndarray], events: list[tuple[float, str]],
         prio = {f.name: f.priority for f in site.switchgear.feeders} if site.switchgear else {}
         seq = [prio[s] for s in shed if s in prio]
         m["feeders_shed"] = float(len(seq))
-        m["shed_order_violations"] = float(sum(1 for a, b in zip(seq, seq[1:]) if b > a))
+        m["shed_order_violations"] = float(sum(1 for a, b in itertools.pairwise(seq) if b > a))
         crit = {f.name for f in site.switchgear.feeders if f.critical} if site.switchgear else set()
         m["critical_feeders_shed"] = float(sum(1 for s in shed if s in crit))
         if outage[0].duration_s is not None:
@@ -602,7 +611,8 @@ def lockstep_metrics(tr: dict[str, np.ndarray], events: list[tuple[float, str]],
             m["reconnect_wait_s"] = close - back if close is not None else math.inf
             if close is not None:
                 k = int(close / dt)
-                win = g[k + 1: k + 1 + int(ctx["settings"].ramp_s / dt) + 5]
+                # from the step before the close to the end of the ramp (feeder restoration comes after)
+                win = g[max(k - 1, 0): k + 1 + int(ctx["settings"].ramp_s / dt)]
                 m["reconnect_poi_step_max_kw"] = float(np.abs(np.diff(win)).max()) if win.size > 1 else 0.0
                 m["reconnected"] = float(tr["islanded"][-1] < 0.5)
     boff = [f for f in ctx["faults"] if f.kind == "battery_offline" and f.duration_s is not None]
@@ -610,11 +620,18 @@ def lockstep_metrics(tr: dict[str, np.ndarray], events: list[tuple[float, str]],
         back = boff[0].start_s + boff[0].duration_s
         ok = np.nonzero((tr["t_s"] > back) & (tr["blackout"] < 0.5) & (tr["p_crit_unserved_kw"] <= 0.0))[0]
         m["black_start_s"] = float(tr["t_s"][ok[0]] - back) if ok.size else math.inf
+        after = tr["t_s"] > back
+        m["unserved_critical_after_battery_back_kwh"] = float(tr["p_crit_unserved_kw"][after].sum() * dt / 3600.0)
         ufls_ok = ctx["ledger"].ufls_trips
         m["black_start_ufls_trips"] = float(ufls_ok)
+    rc = _first(events, "command reconnect")
+    if rc is not None:
+        close = _first(events, "breaker poi close", rc)
+        m["reconnect_after_command_s"] = close - rc if close is not None else math.inf
+        m["reconnected"] = float(tr["islanded"][-1] < 0.5)
     open_poi = _first(events, "breaker poi open")
     if open_poi is not None:
-        k = int(round(open_poi / dt))
+        k = round(open_poi / dt)
         m["poi_at_open_kw"] = float(abs(g[k - 1])) if k >= 1 else float(abs(g[0]))
         req = _first(events, "command island")
         m["islanding_time_s"] = open_poi - (req or 0.0) + dt
@@ -739,7 +756,7 @@ def plot_result(r: ScenarioResult, png: Path, sc: Scenario | None) -> None:
     ax.legend(loc="upper right", fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     for t, e in r.events:
-        if e.startswith("on ") or e.startswith("command"):
+        if e.startswith(("on ", "command")):
             for a in axes:
                 a.axvline(t / 60.0, color="grey", ls=":", lw=0.8)
     fig.tight_layout()

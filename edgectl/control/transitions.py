@@ -9,7 +9,8 @@ Phases (``TransitionState.phase``)::
     grid          grid-connected: the plan (or rbc) dispatches; feeders this controller opened are
                   restored one by one
     islanding     planned islanding (operator ``island``): the battery (and, if needed, generation
-                  curtailment) drives the POI power towards zero; the POI breaker opens once
+                  curtailment, or shedding non-critical feeders by priority when the import is more than
+                  the battery can take over) drives the POI power towards zero; the POI breaker opens once
                   |P_poi| <= ``poi_open_kw`` for ``poi_open_hold_s`` (or, after ``islanding_timeout_s``,
                   the request is abandoned and the park stays grid-connected)
     island        islanded: the grid-forming battery carries the park; non-critical feeders are shed by
@@ -338,6 +339,15 @@ def step(
             pv_pct = round(100.0 * frac, 1)
             wind_kw = None if not site.wind else round(min(w.rated_kw for w in site.wind) * frac, 1)
         breaker = None
+        if want > settings.shed_power_frac * power and _since(now, state.last_switch) >= settings.switch_interval_s:
+            # the import is more than the battery can take over: shed non-critical feeders by priority first
+            name = _open_next(site, state, v, critical_too=False)
+            if name is not None:
+                state = replace(state, shed=(*state.shed, name), last_switch=now, poi_low_since=None,
+                                events=_ev(state, now, f"planned islanding: shed {name}"))
+                return state, replace(act, phase="islanding", breaker=BreakerCommand(breaker=name, close=False),
+                                      battery_kw=round(cmd_batt, 1), events=(f"shed:{name}",),
+                                      detail={"p_poi_kw": p_poi})
         if low and _since(now, poi_low_since) >= settings.poi_open_hold_s:
             breaker = BreakerCommand(breaker="poi", close=False)
             events.append("poi-open")
@@ -379,7 +389,9 @@ def step(
             return state, replace(act, phase=back)
         if _since(now, state.grid_ok_since) >= settings.grid_stable_s:
             state = replace(state, events=_ev(state, now, "grid stable: close POI"))
+            # bumpless transfer: the battery's setpoint is its present (grid-forming) output
             return state, replace(act, breaker=BreakerCommand(breaker="poi", close=True),
+                                  battery_kw=None if v.p_batt_kw is None else round(v.p_batt_kw, 1),
                                   events=("poi-close",))
         if dead_bus:
             return state, act  # nothing to carry: wait for the grid with feeders open
@@ -416,6 +428,9 @@ def _island(site: SiteConfig, state: TransitionState, now: datetime, v: _View, r
     act = replace(act, phase=state.phase)
     if v.p_batt_kw is None or v.soc_pct is None or v.sg is None:
         return state, replace(act, detail={"waiting": "battery reading"})
+    # the grid-forming battery follows the island's load; its setpoint tracks that output so that
+    # closing the POI later is bumpless
+    act = replace(act, battery_kw=round(v.p_batt_kw, 1))
     if _since(now, state.last_switch) < settings.switch_interval_s:
         return state, act
     limit = v.p_dis_max_kw

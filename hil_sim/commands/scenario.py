@@ -28,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     from hil_sim.errors import ScenarioError
     from hil_sim.scenario import SCENARIO_DIR, load_scenario_file, run_scenario, scenario_names
-
-    import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # frame dumps; the drivers report failures

@@ -128,7 +128,7 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
             if not isinstance(parent, (dict, list)):
                 continue
             last = path[-1]
-            parent[last]  # noqa: B018 - the path may be gone after an earlier mutation
+            parent[last]
         except (KeyError, IndexError, TypeError):
             continue
         op = draw(st.sampled_from(["set", "set", "set", "delete", "unknown", "dup", "empty"]))

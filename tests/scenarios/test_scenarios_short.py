@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from hil_sim.errors import ScenarioError
-from hil_sim.scenario import SCENARIO_DIR, Criterion, evaluate, load_scenario_file, run_scenario, scenario_names
+from hil_sim.scenario import (
+    SCENARIO_DIR,
+    Criterion,
+    evaluate,
+    load_scenario_file,
+    run_scenario,
+    scenario_names,
+)
 
 NAMES = scenario_names()
 
@@ -60,13 +67,13 @@ def test_bad_scenario_files_are_refused_with_problems(tmp_path: Path) -> None:
 
 def test_cli_json_and_report(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "hil_sim.cli", "scenario", "C1_clock_jump", "--short", "--json",
-                          "--report", str(tmp_path)], capture_output=True, text=True, timeout=200)
+                          "--report", str(tmp_path)], capture_output=True, text=True, timeout=200, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     data = json.loads(out.stdout)
     assert isinstance(data, list) and data[0]["name"] == "C1_clock_jump" and data[0]["pass"] is True
     assert {"cycles", "poi_excursion_longest_s"} <= set(data[0]["metrics"])
     md = (tmp_path / "scenarios.md").read_text()
     assert "| C1_clock_jump |" in md and (tmp_path / "C1_clock_jump.png").stat().st_size > 10_000
-    bad = subprocess.run([sys.executable, "-m", "hil_sim.cli", "scenario", "nope"], capture_output=True, text=True,
+    bad = subprocess.run([sys.executable, "-m", "hil_sim.cli", "scenario", "nope"], capture_output=True, text=True, check=False,
                          timeout=60)
     assert bad.returncode == 2 and "not known" in bad.stderr

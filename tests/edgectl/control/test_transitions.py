@@ -65,7 +65,7 @@ def test_planned_islanding_drives_poi_to_zero_then_opens() -> None:
 
 
 def test_planned_islanding_with_export_curtails_generation() -> None:
-    st, act = run(transitions.initial_state(), snap(0, p_grid=-1500.0, p_batt=-200.0, p_pv=1500.0), request="island")
+    _st, act = run(transitions.initial_state(), snap(0, p_grid=-1500.0, p_batt=-200.0, p_pv=1500.0), request="island")
     assert act.battery_kw == -1000.0  # charge at the limit
     assert act.pv_limit_pct is not None and act.pv_limit_pct < 100.0
     cmds = transitions.apply_action(SITE, {"pv1": PvLimit(100.0), "bess": BatterySetpoint(0.0, heartbeat=7)}, act)
@@ -146,7 +146,7 @@ def test_no_switchgear_reading_means_no_switching() -> None:
     s = snap(0, poi=False)
     bad = build_snapshot(s.ts, {k: v for k, v in s.readings.items() if k != "switchgear"},
                          ["meter", "pv1", "bess", "switchgear"], stale_after_s=5.0)
-    st, act = run(transitions.initial_state(), bad, request="island")
+    _st, act = run(transitions.initial_state(), bad, request="island")
     assert act.breaker is None and act.battery_kw is None
 
 
@@ -172,7 +172,7 @@ def test_plausibility_frozen_meter_and_sign_checks() -> None:
     assert s.quality["meter"] == 0
     # battery reading opposite to its setpoint for sign_after_s -> INVALID for sign_hold_s
     ps3 = plausibility.PlausibilityState()
-    for t in range(0, 6):
+    for t in range(6):
         ps3, s, _ = plausibility.check(SITE, ps3, snap(t, p_grid=100.0 + t, p_batt=-400.0), batt_setpoint_kw=400.0,
                                        settings=cfg)
     assert s.quality["bess"] != 0
@@ -181,6 +181,6 @@ def test_plausibility_frozen_meter_and_sign_checks() -> None:
     ps3, s, _ = plausibility.check(SITE, ps3, snap(26, p_grid=130.0, p_batt=0.0), batt_setpoint_kw=0.0, settings=cfg)
     assert s.quality["bess"] == 0
     # a meter whose balance implies a negative park load is implausible
-    ps4, s, probs = plausibility.check(SITE, plausibility.PlausibilityState(), snap(0, p_grid=-2000.0, p_pv=100.0),
+    _ps4, s, probs = plausibility.check(SITE, plausibility.PlausibilityState(), snap(0, p_grid=-2000.0, p_pv=100.0),
                                        settings=cfg)
     assert s.quality["meter"] != 0 and "balance" in probs[0]
