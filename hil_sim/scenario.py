@@ -382,7 +382,7 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
     rec: dict[str, list[float]] = {k: [] for k in (
         "t_s", "p_grid_kw", "p_pv_kw", "p_wind_kw", "p_batt_kw", "soc_pct", "p_load_kw", "p_served_kw",
         "p_crit_unserved_kw", "islanded", "blackout", "phase", "feeders_closed", "meter_quality", "bad_devices",
-        "plan_source", "p_chiller_kw")}
+        "plan_source", "p_chiller_kw", "reserve_pct")}
     events: list[tuple[float, str]] = []
     stats = {"writes": 0, "writes_failed": 0, "writes_invalid": 0, "plan_ok": 0, "plan_failed": 0, "cycles": 0}
     bad_times: dict[str, list[float]] = {}
@@ -443,7 +443,11 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
                                       p_batt_prev_kw=p_prev)
                     sources.append(decision.source)
                     plan_batt = decision.p_batt_kw
+                    reserve = ov_values.get("soc_reserve_pct")
+                    reserve = float(reserve) if isinstance(reserve, (int, float)) else (
+                        site.battery.soc_reserve_pct if site.battery else 0.0)
                     tstate, action = transitions.step(site, tstate, snap, request=request, plan_batt_kw=plan_batt,
+                                                      soc_reserve_pct=reserve,
                                                       settings=tr_settings)
                     for e in action.events:
                         events.append((el, f"transition {e}"))
@@ -492,6 +496,7 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
                     rec["meter_quality"].append(float(snap.quality.get(site.meter.id, 3)))
                     rec["bad_devices"].append(float(len(snap.bad_devices())))
                     rec["plan_source"].append(float(source_codes.get(decision.source, 9)))
+                    rec["reserve_pct"].append(reserve)
         finally:
             injector.clear()
             await group.stop()
@@ -577,7 +582,8 @@ def lockstep_metrics(tr: dict[str, np.ndarray], events: list[tuple[float, str]],
         # SoC reserve: time with non-critical feeders closed in an island while SoC is under the reserve
         n_crit = sum(1 for f in site.switchgear.feeders if f.critical) if site.switchgear else 0
         noncrit_on = tr["feeders_closed"] > n_crit + 0.5
-        under = (tr["islanded"] > 0.5) & noncrit_on & (tr["soc_pct"] < batt.soc_reserve_pct - 0.5)
+        # against the reserve in force (site file, or an admin soc_reserve_pct override), 0.5 % metering margin
+        under = (tr["islanded"] > 0.5) & noncrit_on & (tr["soc_pct"] < tr["reserve_pct"] - 0.5)
         m["soc_under_reserve_noncritical_s"] = float(under.sum() * dt)
         m["batt_over_limit_s"] = float((np.abs(tr["p_batt_kw"]) > batt.power_kw + 1e-6).sum() * dt)
     m["islanded_s"] = float(tr["islanded"].sum() * dt)

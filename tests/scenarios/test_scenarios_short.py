@@ -28,7 +28,7 @@ NAMES = scenario_names()
 def test_there_are_at_least_ten_scenarios_covering_the_issue() -> None:
     assert len(NAMES) >= 10
     stems = " ".join(NAMES)
-    for key in ("SS1", "T1", "T2", "T3", "T4", "D_PV", "D_battery", "D_meter", "D_chiller", "B1", "B2", "B3", "B4",
+    for key in ("SS1", "T1", "T2", "T3", "T4", "D_PV", "D_battery", "D_meter", "D_chiller", "T2b", "B1", "B2", "B3", "B4",
                 "O_optimizer_failure", "O_optimizer_timeout", "C1", "F1", "F2", "F3"):
         assert key in stems, key
 
