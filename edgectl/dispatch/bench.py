@@ -396,10 +396,13 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
                        temp_air_c=warmup.temp_air_c[j], carbon_kg_per_kwh=warmup.carbon[j])
     plant = _Plant(site, p, tr, w, *_initial_state(p))
     solve_times: list[float] = []
+    warmup_steps = 0
     prev = None
     for i in range(tr.n):
         now = datetime.fromtimestamp(int(tr.t_unix_s[i]), tz=UTC)
-        if i % replan == 0:
+        warming = not oracle and not fc.ready  # no plan from less than a day of history: the chain runs rbc
+        warmup_steps += int(warming)
+        if i % replan == 0 and not warming:
             if oracle:
                 args = {"load": _window(tr.load_kw, i, h, per_day), "cooling": _window(tr.cooling_kw_th, i, h, per_day),
                             "pv": _window(tr.pv_kw, i, h, per_day), "wind": _window(tr.wind_kw, i, h, per_day),
@@ -445,6 +448,7 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
         "solve_ms_p99": round(float(np.quantile(st, 0.99)) * 1e3, 2),
         "sources": dict(chain.counts),
         "plan_failures": dict(chain.failures),
+        "warmup_steps_without_plan": warmup_steps,
     }
     if not oracle:
         extra["forecast_error"] = stats.table()

@@ -164,6 +164,12 @@ class Forecaster:
         self.net_mae_kw = np.full(self.h, np.nan)
         self.net_mae_slot_kw = np.full(self.slots, np.nan)  # by UTC slot of the day, leads >= 1 h
 
+    @property
+    def ready(self) -> bool:
+        """True once a full day has been observed: before that the forecasts are guesses and a plan made
+        from them can set a month peak on its own; the caller should let the fallback chain act."""
+        return self.n_obs >= self.slots
+
     # ----------------------------------------------------------------------------- calendar
     def _local(self, t: datetime) -> tuple[int, int]:
         """(weekday 0..6, slot of the local day)."""
