@@ -11,9 +11,10 @@ Each step of ``dt_s`` simulated seconds:
 
 The servers bind free loopback ports (port 0), so a run never collides with another; devices with
 ``rtu://`` URLs are served on a socat pty bus, several unit ids on one bus. Controllers: ``none`` (reads
-only: batteries idle, chillers follow the demand) and ``rbc`` (rule-based self-consumption of
+only: batteries idle, chillers follow the demand), ``rbc`` (rule-based self-consumption of
 :func:`edgectl.dispatch.rbc.rbc_setpoints`, the daemon's fallback controller; it also recloses the POI
-breaker once the grid is back after an outage).
+breaker once the grid is back after an outage) and ``mpc`` (the daemon's decision chain with its MPC
+planner, see :class:`Mpc`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from hil_sim.server import RtuEndpoint, ServerGroup, SocatPty, TcpEndpoint
 
 __all__ = ["CONTROLLERS", "RunResult", "serve_site", "run_lockstep", "run_lockstep_sync"]
 
-CONTROLLERS = ("none", "rbc")
+CONTROLLERS = ("none", "rbc", "mpc")
 
 
 def _link_options() -> Any:
@@ -65,6 +66,7 @@ class RunResult:
     writes_failed: int = 0
     fault_events: list[tuple[float, str, str]] = field(default_factory=list)
     encode_errors: dict[str, int] = field(default_factory=dict)
+    controller_info: dict[str, Any] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------- serving
@@ -191,11 +193,17 @@ class RuleBased:
             for dev_id, cmd in list(cmds.items()):
                 if isinstance(cmd, BatterySetpoint):
                     cmds[dev_id] = BatterySetpoint(p_kw=cmd.p_kw, heartbeat=self.heartbeat)
-        # Grid back and the POI breaker still open after an outage: reclose (synchronise) it.
+        await self._send(fleet, self._with_reclose(snap, cmds), result)
+
+    def _with_reclose(self, snap: Any, cmds: dict[str, Any]) -> dict[str, Any]:
+        """Grid back and the POI breaker still open after an outage: reclose (synchronise) it."""
         for sg in self.site.of_kind("switchgear"):
             r = snap.good(sg.id)
             if r is not None and r.grid_ok and r.poi_closed is False:
                 cmds[sg.id] = BreakerCommand(breaker="poi", close=True)
+        return cmds
+
+    async def _send(self, fleet: Any, cmds: dict[str, Any], result: RunResult) -> None:
         # Every command is written every step, as the daemon re-arms the devices' reversion timers (one
         # lock-step is longer than those timers) - except a generation limit equal to the device's own
         # fail-safe (PV 100 %, wind at its rating) that is already in force: reverting changes nothing.
@@ -242,11 +250,101 @@ def commands_from_setpoints(site: SiteConfig, values: dict[str, float], snap: An
     return out
 
 
+class Mpc(RuleBased):
+    """The edge daemon's decision chain over Modbus: MPC plan (re-planned every ``dispatch.replan_min``,
+    forecasts learned from the measured steps) -> fallback chain -> limit layer -> device commands.
+
+    Uses the daemon's own pieces (:func:`edgectl.daemon.forecasting.plan_once`,
+    :class:`edgectl.dispatch.fallback.FallbackChain`, :func:`edgectl.daemon.controllers.decide`) with the
+    lock-step clock in place of the wall clock; planning runs in-process (no worker) and is not
+    time-boxed, so every re-plan finishes before the step it serves.
+    """
+
+    name = "mpc"
+    HISTORY_STEPS = 7 * 96
+
+    def __init__(self, site: SiteConfig) -> None:
+        super().__init__(site)
+        from edgectl.daemon.forecasting import build_planner
+        from edgectl.dispatch.fallback import FallbackChain
+
+        self.planner_state = build_planner(site)
+        self.replan_s = site.dispatch.replan_min * 60.0
+        self.chain = FallbackChain(self.params, replan_s=self.replan_s)
+        self.history: list[tuple[float, ...]] = []
+        self.peak = {"month": "", "kw": 0.0}
+        self.last_plan_t: float | None = None
+        self.plans = 0
+        self.plan_failures = 0
+        self.sources: dict[str, int] = {}
+
+    async def act(self, fleet: Any, now: datetime, dt_s: float, result: RunResult) -> None:
+        from types import MappingProxyType
+
+        from edgectl.daemon.control import Overrides
+        from edgectl.daemon.controllers import decide
+        from edgectl.daemon.forecasting import StepObs, plan_once
+        from edgectl.daemon.planning import PlanRequest
+        from edgectl.daemon.snapshot import build_snapshot, measured_from_snapshot
+
+        readings = await _poll(fleet, result)
+        snap = build_snapshot(now, readings, [d.id for d in self.site.devices],
+                              stale_after_s=self.site.daemon.stale_after_s)
+        m = measured_from_snapshot(self.site, snap)
+        if m is not None:
+            meter = snap.good(self.site.meter.id)
+            grid = meter.p_kw if meter is not None and meter.p_kw is not None else math.nan
+            winds = [_to_10m(r.wind_ms, wt.hub_height_m, wt.shear_exponent) for wt in self.site.of_kind("wind")
+                     if (r := snap.good(wt.id)) is not None and r.wind_ms is not None]
+            obs = StepObs(now.timestamp() - dt_s, m.p_load_kw, m.cooling_kw_th, m.p_pv_avail_kw,
+                          sum(winds) / len(winds) if winds else math.nan, math.nan, math.nan, grid, m.cop)
+            self.history = (self.history + [tuple(obs)])[-self.HISTORY_STEPS:]
+            month = now.strftime("%Y-%m")
+            if self.peak["month"] != month:
+                self.peak = {"month": month, "kw": 0.0}
+            if math.isfinite(grid):
+                self.peak["kw"] = max(float(self.peak["kw"]), grid)
+            t = now.timestamp()
+            if self.last_plan_t is None or t - self.last_plan_t >= self.replan_s - 1e-6:
+                self.last_plan_t = t
+                req = PlanRequest(now=now, soc_kwh=m.soc_kwh, tank_kwh_th=m.tank_kwh_th,
+                                  peak_so_far_kw=float(self.peak["kw"]), history=list(self.history))  # type: ignore[arg-type]
+                try:
+                    plan: Any = plan_once(self.site, self.planner_state, req)
+                    self.plans += 1
+                except Exception as exc:  # noqa: BLE001 - the fallback chain takes over, as in the daemon
+                    plan = exc
+                    self.plan_failures += 1
+                self.chain.plan_done(plan, now)
+        ov = Overrides(values=MappingProxyType({}), records=MappingProxyType({}))
+        decision = decide(self.site, self.params, snap, ov, chain=self.chain, dt_s=dt_s,
+                          p_batt_prev_kw=self.p_batt_prev_kw)
+        self.sources[decision.source] = self.sources.get(decision.source, 0) + 1
+        if decision.p_batt_kw is not None:
+            self.p_batt_prev_kw = decision.p_batt_kw
+        self.heartbeat = (self.heartbeat + 1) % 65536
+        cmds = {d: (BatterySetpoint(p_kw=c.p_kw, heartbeat=self.heartbeat) if isinstance(c, BatterySetpoint) else c)
+                for d, c in decision.commands.items()}
+        await self._send(fleet, self._with_reclose(snap, cmds), result)
+
+
+    def info(self) -> dict[str, Any]:
+        return {"plans": self.plans, "plan_failures": self.plan_failures,
+                "sources": dict(self.sources), "failures": dict(self.chain.failures)}
+
+
+def _to_10m(v_hub_ms: float, hub_height_m: float, shear: float) -> float:
+    """Hub-height wind speed back to the 10-m reference the forecasts use (power law) [m/s]."""
+    return float(v_hub_ms) * (10.0 / hub_height_m) ** shear
+
+
 def make_controller(name: str, site: SiteConfig) -> Any:
     if name == "none":
         return NoControl(site)
     if name == "rbc":
         return RuleBased(site)
+    if name == "mpc":
+        return Mpc(site)
     raise ValueError(f"controller {name!r} is not allowed; allowed: {', '.join(CONTROLLERS)}")
 
 
@@ -264,7 +362,7 @@ async def run_lockstep(site: SiteConfig, dataset: Any, *, controller: str, start
     site, dataset
         Site configuration and the weather/load data (:func:`edgectl.dataset.load_dataset`).
     controller
-        ``none`` or ``rbc``.
+        ``none``, ``rbc`` or ``mpc``.
     start
         Simulated start (default: the first row of the data).
     steps, days
@@ -315,6 +413,7 @@ async def run_lockstep(site: SiteConfig, dataset: Any, *, controller: str, start
     result.wall_s = time.perf_counter() - t0
     result.fault_events = list(injector.events)
     result.encode_errors = {k: a.encode_errors for k, a in adapters.items() if a.encode_errors}
+    result.controller_info = ctrl.info() if hasattr(ctrl, "info") else {}
     return result
 
 

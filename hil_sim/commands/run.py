@@ -3,8 +3,9 @@
 Controller and plant run in one process on simulated time, as fast as the machine allows; every read and
 write goes over real Modbus TCP sockets on loopback (``rtu://`` devices over a socat pty bus), through
 the same drivers the edge daemon uses. Each controller gets a fresh plant on the same data and faults.
-Controllers: ``none`` (no control: battery idle, chillers follow the demand) and ``rbc`` (rule-based
-self-consumption, the daemon's fallback controller).
+Controllers: ``none`` (no control: battery idle, chillers follow the demand), ``rbc`` (rule-based
+self-consumption, the daemon's fallback controller) and ``mpc`` (the daemon's decision chain: MPC plan
+re-planned every dispatch.replan_min with learned forecasts, fallback chain, limit layer).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def result_dict(res: RunResult) -> dict[str, Any]:
     out.update(steps=res.steps, step_s=res.dt_s, wall_s=res.wall_s, modbus_reads_failed=res.reads_failed,
                modbus_writes=res.writes, modbus_writes_failed=res.writes_failed,
                fault_events=[{"elapsed_s": t, "change": c, "fault": f} for t, c, f in res.fault_events],
-               values_not_encodable=res.encode_errors)
+               values_not_encodable=res.encode_errors, controller_info=res.controller_info)
     return out
 
 

@@ -51,6 +51,18 @@ def test_one_day_rbc_beats_no_control_on_import(site, dataset):
     assert k_rbc.balance_residual_max < 1e-3 and k_none.balance_residual_max < 1e-3
 
 
+def test_mpc_through_the_daemon_decision_chain_over_modbus(site, dataset):
+    start = datetime(2025, 7, 15, 4, 0, tzinfo=timezone.utc)
+    none = run_lockstep_sync(site, dataset, controller="none", start=start, days=1.0)
+    mpc = run_lockstep_sync(site, dataset, controller="mpc", start=start, days=1.0)
+    info = mpc.controller_info
+    assert info["plans"] == 96 and info["plan_failures"] == 0
+    assert info["sources"] == {"fresh_plan": 96}, "a fresh plan drives every step"
+    assert mpc.writes_failed == 0 and mpc.reads_failed == 0
+    assert kpis_from_plant(mpc.plant).cost_total < kpis_from_plant(none.plant).cost_total
+    assert mpc.plant.ledger.battery_reversions == 0
+
+
 def test_closed_loop_survives_faults(site, dataset):
     start = datetime(2025, 6, 10, 4, 0, tzinfo=timezone.utc)
     faults = [parse_fault("offline:bess@2h+1h"), parse_fault("grid_outage@6h+1h"),
