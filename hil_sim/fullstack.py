@@ -436,4 +436,35 @@ def run_full_scenario(sc: Any, duration_s: float, *, short: bool = False) -> Any
             time.sleep(8.0)
             metrics.update(st.observer.seq_report())
         metrics["startup_s"] = t_ready - t0 if t_ready > t0 else 0.0
-    return _result(sc, metrics, {}, events, time.perf_counter() - t_wall, duration_s)
+        trace = telemetry_trace(st.observer, t0)
+    return _result(sc, metrics, trace, events, time.perf_counter() - t_wall, duration_s)
+
+
+def telemetry_trace(obs: MqttObserver, t0: float) -> dict[str, Any]:
+    """The daemon's live telemetry as plot arrays (wall seconds since ``t0``)."""
+    import numpy as np
+
+    with obs.lock:
+        rows = sorted((t for t in obs.telemetry if not t.get("historical")), key=lambda t: t["_rx"])
+    cols: dict[str, list[float]] = {k: [] for k in (
+        "t_s", "p_grid_kw", "p_pv_kw", "p_wind_kw", "p_batt_kw", "p_served_kw", "soc_pct", "feeders_closed",
+        "islanded", "blackout", "bad_devices", "phase")}
+    for t in rows:
+        dev = t.get("devices", {})
+
+        def p(d: str, dev: dict[str, Any] = dev) -> float:
+            return float(dev.get(d, {}).get("p_kw", math.nan))
+
+        cols["t_s"].append(t["_rx"] - t0)
+        cols["p_grid_kw"].append(float(t.get("p_grid_kw") or math.nan))
+        cols["p_pv_kw"].append(sum(p(d) for d in dev if d.startswith("pv")))
+        cols["p_wind_kw"].append(sum(p(d) for d in dev if d.startswith("wt")))
+        cols["p_batt_kw"].append(p("bess"))
+        cols["p_served_kw"].append(math.nan)
+        cols["soc_pct"].append(float(t.get("soc_pct") or math.nan))
+        cols["feeders_closed"].append(math.nan)
+        cols["islanded"].append(0.0)
+        cols["blackout"].append(0.0)
+        cols["bad_devices"].append(float(sum(1 for v in dev.values() if v.get("quality") != "GOOD")))
+        cols["phase"].append(0.0)
+    return {k: np.asarray(v, dtype=float) for k, v in cols.items()} if rows else {}

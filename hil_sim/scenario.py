@@ -732,7 +732,7 @@ def plot_result(r: ScenarioResult, png: Path, sc: Scenario | None) -> None:
     import matplotlib.pyplot as plt
 
     tr = r.trace
-    t_min = tr["t_s"] / 60.0
+    t_min = tr["t_s"] / 60.0 if r.stack != "full" else tr["t_s"]
     fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
     ax = axes[0]
     ax.plot(t_min, tr["p_grid_kw"], label="POI (+import)", lw=1.2)
@@ -761,7 +761,13 @@ def plot_result(r: ScenarioResult, png: Path, sc: Scenario | None) -> None:
     ax.set_xlabel("minutes")
     ax.legend(loc="upper right", fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
+    if r.stack == "full":
+        axes[2].set_xlabel("seconds (wall clock, full stack; from the daemon's telemetry)")
     for t, e in r.events:
+        if r.stack == "full":
+            for a in axes:
+                a.axvline(t, color="grey", ls=":", lw=0.8)
+            continue
         if e.startswith(("on ", "command")):
             for a in axes:
                 a.axvline(t / 60.0, color="grey", ls=":", lw=0.8)
