@@ -115,7 +115,7 @@ class MqttObserver:
         self.port = url_port
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
-        self.c.reconnect_delay_set(0.1, 0.5)
+        self.c.reconnect_delay_set(1, 1)
         self.c.connect_async("127.0.0.1", url_port, clean_start=False, properties=props)
         self.c.loop_start()
 
@@ -358,7 +358,8 @@ async def _read_battery_modbus(url_site: Any, dev: str) -> float | None:
     async with Fleet.from_site(url_site) as fleet:
         r = await fleet.poll("all")
         rd = r.get(dev)
-        return None if rd is None or rd.p_kw is None else float(rd.p_kw)
+        p = getattr(rd, "p_kw", None)
+        return None if p is None else float(p)
 
 
 def run_full_scenario(sc: Any, duration_s: float, *, short: bool = False) -> Any:
@@ -389,7 +390,7 @@ def run_full_scenario(sc: Any, duration_s: float, *, short: bool = False) -> Any
             metrics["ack_max_s"] = worst_ack
             metrics["setpoint_response_max_s"] = worst_resp
             lat, ack = st.observer.command("battery_kw", 5000.0, ttl_s=600)
-            metrics["out_of_range_rejected"] = float(bool(ack) and ack.get("status") == "rejected")
+            metrics["out_of_range_rejected"] = float(ack is not None and ack.get("status") == "rejected")
         elif kind == "broker_outage":
             outage_s = float(sc.settings.get("outage_s", 15.0))
             time.sleep(5.0)

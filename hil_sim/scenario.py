@@ -278,7 +278,7 @@ def scenario_dataset(sc: Scenario, duration_s: float) -> Any:
                 arrays[col][rows] *= float(ev.params["scale"])
             else:
                 arrays[col][rows] = float(ev.params["value"])
-    return dataclasses.replace(ds, **{k: v for k, v in arrays.items()})
+    return dataclasses.replace(ds, **arrays)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------- lock-step stack
@@ -591,8 +591,10 @@ def lockstep_metrics(tr: dict[str, np.ndarray], events: list[tuple[float, str]],
     outage = [f for f in ctx["faults"] if f.kind == "grid_outage"]
     if outage:
         t0 = outage[0].start_s
-        det = _first(events, "transition unplanned-island", t0) or _first(events, "transition blackout", t0)
-        m["island_detect_s"] = det - t0 + dt if det is not None else math.inf
+        t_det = _first(events, "transition unplanned-island", t0)
+        if t_det is None:
+            t_det = _first(events, "transition blackout", t0)
+        m["island_detect_s"] = t_det - t0 + dt if t_det is not None else math.inf
         # time to stable: after the outage, the last breaker operation / blackout end while islanded
         isl_end = t0 + (outage[0].duration_s or math.inf)
         last_op = t0
@@ -644,7 +646,8 @@ def lockstep_metrics(tr: dict[str, np.ndarray], events: list[tuple[float, str]],
     elif _first(events, "command island") is not None:
         m["poi_at_open_kw"] = math.inf
     # device loss and bad data: detection and recovery times
-    det, rec_ = [], []
+    det: list[float] = []
+    rec_: list[float] = []
     spans = [(f.device, f.start_s, f.duration_s) for f in ctx["faults"]
              if f.kind in ("offline", "frozen", "exception", "out_of_range") and f.device]
     spans += [(e.params["device"], e.at_s, e.duration_s) for e in ctx["bad"]]

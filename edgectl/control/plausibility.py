@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeGuard
 
 from drivers.natures import BatteryReading, ChillerPlantReading, MeterReading, PvReading, WindReading
 from edgectl.config import SiteConfig
@@ -48,7 +48,7 @@ class PlausibilityState:
     batt_bad_until: datetime | None = None
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 

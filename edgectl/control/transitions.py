@@ -189,13 +189,9 @@ def _view(site: SiteConfig, snap: Any) -> _View:
     rb = _good(snap, batt.id) if batt is not None else None
     rb = rb if isinstance(rb, BatteryReading) else None
     p_gen = 0.0
-    for d in site.pv:
-        r = _good(snap, d.id)
-        if isinstance(r, PvReading):
-            p_gen += max(_f(r.p_kw), 0.0)
-    for d in site.wind:
-        r = _good(snap, d.id)
-        if isinstance(r, WindReading):
+    for dev_id in [d.id for d in site.pv] + [d.id for d in site.wind]:
+        r = _good(snap, dev_id)
+        if isinstance(r, (PvReading, WindReading)):
             p_gen += max(_f(r.p_kw), 0.0)
     p_ch = 0.0
     if site.chiller_plant is not None:
@@ -500,13 +496,13 @@ def apply_action(site: SiteConfig, commands: Mapping[str, Command], action: Tran
         hb = old.heartbeat if isinstance(old, BatterySetpoint) else None
         out[batt.id] = BatterySetpoint(p_kw=round(kw, 1), heartbeat=hb)
     if action.pv_limit_pct is not None:
-        for d in site.pv:
-            old = out.get(d.id)
-            if isinstance(old, PvLimit):
-                out[d.id] = PvLimit(limit_pct=min(old.limit_pct, action.pv_limit_pct))
+        for pv in site.pv:
+            pv_old = out.get(pv.id)
+            if isinstance(pv_old, PvLimit):
+                out[pv.id] = PvLimit(limit_pct=min(pv_old.limit_pct, action.pv_limit_pct))
     if action.wind_limit_kw is not None:
-        for d in site.wind:
-            old = out.get(d.id)
-            if isinstance(old, WindLimit):
-                out[d.id] = WindLimit(limit_kw=min(old.limit_kw, action.wind_limit_kw, d.rated_kw))
+        for wt in site.wind:
+            wt_old = out.get(wt.id)
+            if isinstance(wt_old, WindLimit):
+                out[wt.id] = WindLimit(limit_kw=min(wt_old.limit_kw, action.wind_limit_kw, wt.rated_kw))
     return out
