@@ -305,7 +305,13 @@ class Mpc(RuleBased):
             if math.isfinite(grid):
                 self.peak["kw"] = max(float(self.peak["kw"]), grid)
             t = now.timestamp()
-            if self.last_plan_t is None or t - self.last_plan_t >= self.replan_s - 1e-6:
+            forecaster = self.planner_state["forecaster"]
+            # Feed the forecaster every step; plan only once it has a day of history (as the dispatch
+            # bench does): until then the fallback chain runs the rule-based controller.
+            warming = not getattr(forecaster, "ready", True)
+            if warming:
+                self._observe(forecaster, obs)
+            elif self.last_plan_t is None or t - self.last_plan_t >= self.replan_s - 1e-6:
                 self.last_plan_t = t
                 req = PlanRequest(now=now, soc_kwh=m.soc_kwh, tank_kwh_th=m.tank_kwh_th,
                                   peak_so_far_kw=float(self.peak["kw"]), history=list(self.history))  # type: ignore[arg-type]
@@ -327,6 +333,15 @@ class Mpc(RuleBased):
                 for d, c in decision.commands.items()}
         await self._send(fleet, self._with_reclose(snap, cmds), result)
 
+
+    def _observe(self, forecaster: Any, obs: Any) -> None:
+        """Feed one measured step to the forecaster while it warms up (``plan_once`` does it later)."""
+        from datetime import timezone
+
+        forecaster.observe(datetime.fromtimestamp(obs.t_s, timezone.utc), load_kw=obs.load_kw,
+                           cooling_kw_th=obs.cooling_kw_th, pv_kw=obs.pv_kw, wind_ms=obs.wind_ms,
+                           temp_air_c=obs.temp_air_c, carbon_kg_per_kwh=obs.carbon_kg_per_kwh)
+        self.planner_state["last_t_s"] = obs.t_s
 
     def info(self) -> dict[str, Any]:
         return {"plans": self.plans, "plan_failures": self.plan_failures,
