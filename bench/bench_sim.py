@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgectl.config import load_site  # noqa: E402
-from edgectl.dataset import DEFAULT_DATASET, load_dataset  # noqa: E402
-from hil_sim.lockstep import run_lockstep_sync  # noqa: E402
+from edgectl.config import load_site
+from edgectl.dataset import DEFAULT_DATASET, load_dataset
+from hil_sim.lockstep import run_lockstep_sync
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,12 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     site = load_site(args.site)
     dataset = load_dataset(args.data, step_min=args.step_min)
     step_s = args.step_min * 60.0
-    steps = int(round(args.days * 86400.0 / step_s))
+    steps = round(args.days * 86400.0 / step_s)
     rows = []
     for name in [c.strip() for c in args.controller.split(",") if c.strip()]:
         stamps: list[float] = []
 
-        def progress(k: int, n: int) -> None:
+        def progress(k: int, n: int, stamps: list[float] = stamps) -> None:
             stamps.append(time.perf_counter())
 
         t0 = time.perf_counter()

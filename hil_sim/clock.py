@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 __all__ = ["Clock", "SimClock", "WallClock"]
@@ -24,7 +24,7 @@ __all__ = ["Clock", "SimClock", "WallClock"]
 def _utc(start: datetime) -> datetime:
     if start.tzinfo is None or start.utcoffset() is None:
         raise ValueError(f"start {start!r} must be timezone-aware (UTC inside)")
-    return start.astimezone(timezone.utc)
+    return start.astimezone(UTC)
 
 
 @runtime_checkable

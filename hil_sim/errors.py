@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SimError", "ScenarioError", "ServeError", "LoopError"]
+__all__ = ["LoopError", "ScenarioError", "ServeError", "SimError"]
 
 
 class SimError(Exception):

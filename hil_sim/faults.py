@@ -45,8 +45,16 @@ import numpy as np
 
 from hil_sim.errors import ScenarioError
 
-__all__ = ["FaultSpec", "ValueFaults", "FaultInjector", "parse_fault", "parse_duration_s", "load_scenario",
-           "validate_faults", "KINDS"]
+__all__ = [
+    "KINDS",
+    "FaultInjector",
+    "FaultSpec",
+    "ValueFaults",
+    "load_scenario",
+    "parse_duration_s",
+    "parse_fault",
+    "validate_faults",
+]
 
 # kind -> (needs a device: "yes" | "no" | "optional", device kinds allowed, {param: (type, default, lo, hi)})
 _P = tuple[type, Any, float | None, float | None]
@@ -73,7 +81,7 @@ _SPEC_RE = re.compile(
 )
 
 
-def parse_duration_s(text: str | float | int) -> float:
+def parse_duration_s(text: str | float) -> float:
     """Seconds in ``90``, ``90s``, ``15m``, ``2h`` or ``1d``; raise ``ValueError`` naming the text."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
@@ -366,6 +374,5 @@ class FaultInjector:
                 self.plant.set_pv_trip(dev, on)
         elif kind == "battery_offline":
             self.plant.set_battery_online(not on)
-        elif kind == "clock_jump":
-            if on:
-                self.clock.jump(float(p["dt_s"]))
+        elif kind == "clock_jump" and on:
+            self.clock.jump(float(p["dt_s"]))

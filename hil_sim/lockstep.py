@@ -25,20 +25,19 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from drivers.natures import BatterySetpoint, BreakerCommand, ChillerPlantCommand, PvLimit, WindLimit
 from edgectl.config import SiteConfig
-
 from hil_sim.clock import SimClock
 from hil_sim.errors import LoopError
 from hil_sim.faces import Adapter, build_faces
 from hil_sim.faults import FaultInjector, FaultSpec, validate_faults
 from hil_sim.server import RtuEndpoint, ServerGroup, SocatPty, TcpEndpoint
 
-__all__ = ["CONTROLLERS", "RunResult", "serve_site", "run_lockstep", "run_lockstep_sync"]
+__all__ = ["CONTROLLERS", "RunResult", "run_lockstep", "run_lockstep_sync", "serve_site"]
 
 CONTROLLERS = ("none", "rbc", "mpc")
 
@@ -336,9 +335,8 @@ class Mpc(RuleBased):
 
     def _observe(self, forecaster: Any, obs: Any) -> None:
         """Feed one measured step to the forecaster while it warms up (``plan_once`` does it later)."""
-        from datetime import timezone
 
-        forecaster.observe(datetime.fromtimestamp(obs.t_s, timezone.utc), load_kw=obs.load_kw,
+        forecaster.observe(datetime.fromtimestamp(obs.t_s, UTC), load_kw=obs.load_kw,
                            cooling_kw_th=obs.cooling_kw_th, pv_kw=obs.pv_kw, wind_ms=obs.wind_ms,
                            temp_air_c=obs.temp_air_c, carbon_kg_per_kwh=obs.carbon_kg_per_kwh)
         self.planner_state["last_t_s"] = obs.t_s
@@ -398,7 +396,7 @@ async def run_lockstep(site: SiteConfig, dataset: Any, *, controller: str, start
     ctrl = make_controller(controller, site)
     plant = (plant_factory or Plant)(site, dataset, start=start, step_s=step_s)
     if steps is None:
-        steps = int(round((days if days is not None else 1.0) * 86400.0 / step_s))
+        steps = round((days if days is not None else 1.0) * 86400.0 / step_s)
     if steps < 1:
         raise ValueError(f"run length must be at least one step of {step_s} s")
     clock = SimClock(plant.t)
@@ -438,5 +436,5 @@ def run_lockstep_sync(*args: Any, **kwargs: Any) -> RunResult:
 
 
 def steps_for(days: float, step_s: float) -> int:
-    return int(round(days * 86400.0 / step_s))
+    return round(days * 86400.0 / step_s)
 

@@ -11,7 +11,6 @@ RTU server opens one end and the controller opens the other (the path in its sit
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -20,6 +19,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
@@ -30,7 +30,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from hil_sim.errors import ServeError
 from hil_sim.faces.base import Face
 
-__all__ = ["FaceContext", "ServerGroup", "SocatPty", "TcpEndpoint", "RtuEndpoint"]
+__all__ = ["FaceContext", "RtuEndpoint", "ServerGroup", "SocatPty", "TcpEndpoint"]
 
 
 class FaceContext(ModbusServerContext):
@@ -144,7 +144,7 @@ class SocatPty:
             with contextlib.suppress(FileNotFoundError):
                 if Path(path).is_symlink():
                     os.unlink(path)
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        self.proc = subprocess.Popen(
             [socat, f"pty,raw,echo=0,link={self.server_path}",
              f"pty,raw,echo=0,link={self.client_path}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -170,7 +170,7 @@ class SocatPty:
         if self.proc.stderr:
             self.proc.stderr.close()
 
-    def __enter__(self) -> SocatPty:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

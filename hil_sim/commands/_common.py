@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from edgectl.errors import ConfigError
-
 from hil_sim.errors import ScenarioError
 from hil_sim.faults import FaultSpec, load_scenario, parse_fault, validate_faults
 
-__all__ = ["add_data_args", "add_fault_args", "load_data", "parse_start", "collect_faults"]
+__all__ = ["add_data_args", "add_fault_args", "collect_faults", "load_data", "parse_start"]
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -41,11 +40,11 @@ def parse_start(text: str | None) -> datetime | None:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError("--start", [f"value {text!r} is not an ISO date or datetime (e.g. 2026-06-01 or "
-                                      "2026-06-01T06:00+00:00)"]) from None
+        problem = f"value {text!r} is not an ISO date or datetime (e.g. 2026-06-01 or 2026-06-01T06:00+00:00)"
+        raise ConfigError("--start", [problem]) from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def load_data(path: str | None, *, step_min: int | None) -> Any:

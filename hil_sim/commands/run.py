@@ -13,15 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from edgectl.config import load_site
-
 from hil_sim.commands._common import add_data_args, add_fault_args, collect_faults, load_data, parse_start
 from hil_sim.lockstep import CONTROLLERS, RunResult, run_lockstep_sync
 
-__all__ = ["register", "run", "format_rows", "result_dict"]
+__all__ = ["format_rows", "register", "result_dict", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     step_min = int(args.step_min) if float(args.step_min).is_integer() else None
     dataset = load_data(args.data, step_min=step_min)
     step_s = args.step_min * 60.0
-    steps = int(round(args.days * 86400.0 / step_s))
+    steps = round(args.days * 86400.0 / step_s)
     rows = []
     results = []
     for name in names:
@@ -160,6 +160,6 @@ def _pct(value: float, base: float) -> str:
 
 def _start_of(plant: Any) -> str:
     t = plant.trace.t_unix_s
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(float(t[0]), tz=timezone.utc).isoformat() if len(t) else "?"
+    return datetime.fromtimestamp(float(t[0]), tz=UTC).isoformat() if len(t) else "?"

@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 from edgectl.config import load_site
-
 from hil_sim.clock import WallClock
 from hil_sim.commands._common import add_data_args, add_fault_args, collect_faults, load_data, parse_start
 from hil_sim.faces import build_faces
@@ -122,7 +121,7 @@ async def serve(site: Any, dataset: Any, *, speed: float, tick_s: float = 0.2, s
                 break
             try:
                 await asyncio.wait_for(stop.wait(), timeout=tick_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

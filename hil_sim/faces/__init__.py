@@ -12,8 +12,20 @@ from hil_sim.faces.base import Face, RequestFaults
 from hil_sim.faces.devices import ChillerPlantFace, DeviceFace, MeterFace, SwitchgearFace, WindFace
 from hil_sim.faces.sunspec import BatteryFace, PvFace, SunSpecFace
 
-__all__ = ["Face", "RequestFaults", "DeviceFace", "SunSpecFace", "MeterFace", "WindFace", "ChillerPlantFace",
-           "SwitchgearFace", "PvFace", "BatteryFace", "build_faces", "Adapter"]
+__all__ = [
+    "Adapter",
+    "BatteryFace",
+    "ChillerPlantFace",
+    "DeviceFace",
+    "Face",
+    "MeterFace",
+    "PvFace",
+    "RequestFaults",
+    "SunSpecFace",
+    "SwitchgearFace",
+    "WindFace",
+    "build_faces",
+]
 
 Adapter = DeviceFace | SunSpecFace
 

@@ -24,11 +24,10 @@ from drivers.errors import CodecError
 from drivers.image import RegisterImage
 from drivers.maps import Point, load_map
 from drivers.natures import BreakerCommand, ChillerPlantCommand, WindLimit
-
 from hil_sim.faces.base import Face
 from hil_sim.faults import ValueFaults
 
-__all__ = ["DeviceFace", "MeterFace", "WindFace", "ChillerPlantFace", "SwitchgearFace", "raw_out_of_range"]
+__all__ = ["ChillerPlantFace", "DeviceFace", "MeterFace", "SwitchgearFace", "WindFace", "raw_out_of_range"]
 
 _RAW_LIMITS = {
     "u16": (0, 0xFFFF), "enum16": (0, 0xFFFF), "bitfield16": (0, 0xFFFF), "i16": (-0x8000, 0x7FFF),
@@ -48,7 +47,7 @@ def raw_out_of_range(point: Point, value: float | None, sf: int | None = None) -
     if kind.startswith("f"):
         return encode_raw(kind, float(value), word_order=point.word_order, byte_order=point.byte_order)
     factor = (point.scale or 1.0) * (10.0 ** sf if sf is not None else 1.0)
-    raw = int(round((float(value) - point.offset) / factor))
+    raw = round((float(value) - point.offset) / factor)
     lo, hi = _RAW_LIMITS.get(kind, (0, 0xFFFF))
     raw = min(max(raw, lo), hi)
     marker = not_implemented_marker(kind)
@@ -215,8 +214,8 @@ class WindFace(DeviceFace):
     def tick(self, state: Any) -> None:
         self._now = state.t
         timeout = self.point_value("WTUR.HbTmOut") or 0
-        if timeout and not self.reverted and self._hb_changed is not None:
-            if (state.t - self._hb_changed).total_seconds() > timeout:
+        if (timeout and not self.reverted and self._hb_changed is not None
+                and (state.t - self._hb_changed).total_seconds() > timeout):
                 self.reverted = True  # fail-safe: back to the rated limit
                 self.plant.apply(self.device_id, WindLimit(limit_kw=self.rated_kw))
 
@@ -301,8 +300,8 @@ class ChillerPlantFace(DeviceFace):
     def tick(self, state: Any) -> None:
         self._now = state.t
         timeout = self.point_value("cmd_hb_timeout_s") or 0
-        if timeout and not self.reverted and self._hb_changed is not None:
-            if (state.t - self._hb_changed).total_seconds() > timeout:
+        if (timeout and not self.reverted and self._hb_changed is not None
+                and (state.t - self._hb_changed).total_seconds() > timeout):
                 self.reverted = True  # fail-safe: follow the cooling demand
                 cmd = self._command()
                 self.plant.apply(self.device_id, ChillerPlantCommand(enable=True, q_target_kw_th=None,

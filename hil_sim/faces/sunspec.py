@@ -24,11 +24,10 @@ from drivers.errors import CodecError
 from drivers.image import ImageWriteError
 from drivers.natures import BatterySetpoint, PvLimit
 from drivers.sunspec import build_image, model_def
-
 from hil_sim.faces.base import Face
 from hil_sim.faults import ValueFaults
 
-__all__ = ["SunSpecTables", "SunSpecFace", "PvFace", "BatteryFace", "SUNSPEC_BASE"]
+__all__ = ["SUNSPEC_BASE", "BatteryFace", "PvFace", "SunSpecFace", "SunSpecTables"]
 
 SUNSPEC_BASE = 40000
 
@@ -165,7 +164,7 @@ class SunSpecFace:
                     elif ct.startswith("f"):
                         regs = encode_raw(ct, float(value))
                     else:
-                        regs = encode_raw(ct, int(round(float(value) / (10.0 ** sf))))
+                        regs = encode_raw(ct, round(float(value) / (10.0 ** sf)))
                 except (CodecError, ValueError, OverflowError):
                     self.encode_errors += 1
                     value = None
@@ -190,7 +189,7 @@ class SunSpecFace:
             if isinstance(pd.sf, str):
                 sfv = self.ss.decoded(mid).get(pd.sf)
                 sf = int(sfv) if sfv is not None else 0
-            raw = int(round(float(value) / (10.0 ** sf)))
+            raw = round(float(value) / (10.0 ** sf))
             raw = max(-0x7FFF, min(0x7FFE, raw)) if signed else max(0, min(0xFFFE, raw))
         self.ss.words[addr - self.ss.base] = raw & 0xFFFF
 
@@ -298,8 +297,8 @@ class PvFace(SunSpecFace):
         self._limit_rvrt_s = float(rvrt_s or 0)
 
     def tick(self, state: Any) -> None:
-        if self._limit_rvrt_s > 0 and self._limit_written_at is not None:
-            if (state.t - self._limit_written_at).total_seconds() > self._limit_rvrt_s:
+        if (self._limit_rvrt_s > 0 and self._limit_written_at is not None
+                and (state.t - self._limit_written_at).total_seconds() > self._limit_rvrt_s):
                 self._limit_written_at = None  # reversion: limit off, as the inverter firmware does
                 self.plant.apply(self.device_id, PvLimit(limit_pct=100.0))
                 self._put(123, {"WMaxLim_Ena": 0})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ def test_closed_loop_with_devices_on_an_rtu_bus():
         text = text.replace(f'"tcp://127.0.0.1:{port}/1"', f'"rtu:///dev/ttyPARK?baud=38400&parity=N&unit={unit}"')
     site = load_site_text(text)
     dataset = load_dataset(DEFAULT_DATASET, step_min=15)
-    start = datetime(2025, 6, 10, 12, 0, tzinfo=timezone.utc)
+    start = datetime(2025, 6, 10, 12, 0, tzinfo=UTC)
     res = run_lockstep_sync(site, dataset, controller="rbc", start=start, steps=8)
     assert res.steps == 8 and res.reads_failed == 0 and res.writes_failed == 0
     assert res.writes >= 8 * 2
@@ -34,7 +34,7 @@ def test_closed_loop_with_devices_on_an_rtu_bus():
 
 
 def test_sim_clock_advances_only_when_told():
-    t0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    t0 = datetime(2025, 3, 1, tzinfo=UTC)
     clock = SimClock(t0)
     assert isinstance(clock, Clock)
     assert clock.now() == t0
@@ -50,7 +50,7 @@ def test_sim_clock_advances_only_when_told():
 
 
 def test_wall_clock_runs_k_times_real_time():
-    t0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    t0 = datetime(2025, 3, 1, tzinfo=UTC)
     clock = WallClock(t0, speed=100.0)
     w0 = time.monotonic()
     asyncio.run(clock.sleep(20.0))  # 20 simulated seconds = 0.2 wall seconds

@@ -66,18 +66,20 @@ async def _battery_control(port: int) -> tuple[int, int]:
 
 async def test_edgectl_run_controls_the_served_park(tmp_path):
     site, ports = _site_with_free_ports(tmp_path)
-    serve = subprocess.Popen([sys.executable, "-m", "hil_sim.cli", "serve", "--site", str(site), "--speed", "10",
-                              "--start", "2025-06-10T14:00"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, cwd=ROOT)
+    serve = await asyncio.to_thread(
+        subprocess.Popen, [sys.executable, "-m", "hil_sim.cli", "serve", "--site", str(site), "--speed", "10",
+                           "--start", "2025-06-10T14:00"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT)
     daemon = None
     try:
         assert serve.stdout.readline().startswith("hil-sim serve"), serve.stderr.read()[-2000:]
         bess_port = ports[5025]
         ena0, hb0 = await _battery_control(bess_port)
         assert ena0 == 0 and hb0 == 0
-        daemon = subprocess.Popen([sys.executable, "-m", "edgectl.cli", "run", "--config", str(site), "--no-mqtt",
-                                   "--plan-in-process", "--log-level", "WARNING"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        daemon = await asyncio.to_thread(
+            subprocess.Popen, [sys.executable, "-m", "edgectl.cli", "run", "--config", str(site), "--no-mqtt",
+                               "--plan-in-process", "--log-level", "WARNING"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         deadline = time.monotonic() + 60
         ena, hb = ena0, hb0
         while time.monotonic() < deadline:

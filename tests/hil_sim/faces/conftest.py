@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,9 @@ def dataset():
 
 @pytest.fixture()
 def plant(site, dataset):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from hil_sim.plant import Plant
 
     # A June noon: PV produces, chillers run, so every face carries non-trivial values.
-    return Plant(site, dataset, start=datetime(2025, 6, 10, 16, 0, tzinfo=timezone.utc), step_s=900.0)
+    return Plant(site, dataset, start=datetime(2025, 6, 10, 16, 0, tzinfo=UTC), step_s=900.0)

@@ -35,7 +35,7 @@ async def mbpoll(args: list[str]) -> dict[int, int]:
     out, err = await asyncio.wait_for(proc.communicate(), timeout=20)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, f"mbpoll {args} failed: {text[-400:]} {err.decode(errors='replace')[-400:]}"
-    return {int(a): int(v) & 0xFFFF for a, v in re.findall(r"^\[(\d+)\]:\s+(-?\d+)", text, re.M)}
+    return {int(a): int(v) & 0xFFFF for a, v in re.findall(r"^\[(\d+)\]:\s+(-?\d+)", text, re.MULTILINE)}
 
 
 async def read_point(link: list[str], unit: int, rmap, name: str):
