@@ -339,7 +339,7 @@ class FaultInjector:
         self._active.clear()
 
     def _switch(self, spec: FaultSpec, on: bool) -> None:
-        kind, dev, p = spec.kind, spec.device, spec.params
+        kind, dev, p = spec.kind, spec.device or "", spec.params
         if kind in ("offline", "slow", "exception"):
             face = self.faces[dev]
             if kind == "offline":

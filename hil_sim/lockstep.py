@@ -29,7 +29,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drivers.natures import BatterySetpoint, BreakerCommand, ChillerPlantCommand, PvLimit, WindLimit
+from drivers.natures import (
+    BatterySetpoint,
+    BreakerCommand,
+    ChillerPlantCommand,
+    MeterReading,
+    PvLimit,
+    WindLimit,
+    WindReading,
+)
 from edgectl.config import SiteConfig
 from hil_sim.clock import SimClock
 from hil_sim.errors import LoopError
@@ -271,7 +279,8 @@ class Mpc(RuleBased):
         self.replan_s = site.dispatch.replan_min * 60.0
         self.chain = FallbackChain(self.params, replan_s=self.replan_s)
         self.history: list[tuple[float, ...]] = []
-        self.peak = {"month": "", "kw": 0.0}
+        self.peak_month = ""
+        self.peak_kw = 0.0
         self.last_plan_t: float | None = None
         self.plans = 0
         self.plan_failures = 0
@@ -292,17 +301,17 @@ class Mpc(RuleBased):
         m = measured_from_snapshot(self.site, snap)
         if m is not None:
             meter = snap.good(self.site.meter.id)
-            grid = meter.p_kw if meter is not None and meter.p_kw is not None else math.nan
+            grid = meter.p_kw if isinstance(meter, MeterReading) and meter.p_kw is not None else math.nan
             winds = [_to_10m(r.wind_ms, wt.hub_height_m, wt.shear_exponent) for wt in self.site.of_kind("wind")
-                     if (r := snap.good(wt.id)) is not None and r.wind_ms is not None]
+                     if isinstance(r := snap.good(wt.id), WindReading) and r.wind_ms is not None]
             obs = StepObs(now.timestamp() - dt_s, m.p_load_kw, m.cooling_kw_th, m.p_pv_avail_kw,
                           sum(winds) / len(winds) if winds else math.nan, math.nan, math.nan, grid, m.cop)
             self.history = (self.history + [tuple(obs)])[-self.HISTORY_STEPS:]
             month = now.strftime("%Y-%m")
-            if self.peak["month"] != month:
-                self.peak = {"month": month, "kw": 0.0}
+            if self.peak_month != month:
+                self.peak_month, self.peak_kw = month, 0.0
             if math.isfinite(grid):
-                self.peak["kw"] = max(float(self.peak["kw"]), grid)
+                self.peak_kw = max(self.peak_kw, grid)
             t = now.timestamp()
             forecaster = self.planner_state["forecaster"]
             # Feed the forecaster every step; plan only once it has a day of history (as the dispatch
@@ -313,7 +322,7 @@ class Mpc(RuleBased):
             elif self.last_plan_t is None or t - self.last_plan_t >= self.replan_s - 1e-6:
                 self.last_plan_t = t
                 req = PlanRequest(now=now, soc_kwh=m.soc_kwh, tank_kwh_th=m.tank_kwh_th,
-                                  peak_so_far_kw=float(self.peak["kw"]), history=list(self.history))  # type: ignore[arg-type]
+                                  peak_so_far_kw=self.peak_kw, history=list(self.history))  # type: ignore[arg-type]
                 try:
                     plan: Any = plan_once(self.site, self.planner_state, req)
                     self.plans += 1

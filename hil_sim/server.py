@@ -196,7 +196,8 @@ class ServerGroup:
             raise
 
     async def stop(self) -> None:
-        for ep in [*self.tcp, *self.rtu]:
+        eps: list[TcpEndpoint | RtuEndpoint] = [*self.tcp, *self.rtu]
+        for ep in eps:
             with contextlib.suppress(Exception):
                 await ep.stop()
         for pty in self.ptys:
@@ -204,5 +205,6 @@ class ServerGroup:
         self.ptys.clear()
 
     def faces(self) -> Iterable[Face]:
-        for ep in [*self.tcp, *self.rtu]:
+        eps: list[TcpEndpoint | RtuEndpoint] = [*self.tcp, *self.rtu]
+        for ep in eps:
             yield from ep.faces.values()

@@ -136,7 +136,7 @@ class SunSpecFace:
         slot = self._slots.get(key)
         if slot is None:
             placed = self.ss.model(model_id)
-            pd = model_def(model_id).point(point)
+            pd = _model(model_id).point(point)
             sf = 0
             if isinstance(pd.sf, int):
                 sf = pd.sf
@@ -178,8 +178,7 @@ class SunSpecFace:
         """Out-of-range fault: ``name`` is ``MODEL.POINT`` (default: the primary point)."""
         model_id, point = (name or self.primary_point).split(".", 1)
         mid = int(model_id)
-        mdef = model_def(mid)
-        pd = mdef.point(point)
+        pd = _model(mid).point(point)
         addr = self.ss.address_of(mid, point)
         signed = pd.type.startswith("int")
         if value is None:
@@ -212,6 +211,13 @@ class SunSpecFace:
 
     def value(self, model_id: int, point: str) -> Any:
         return self.ss.model(model_id).values.get(point)
+
+
+def _model(model_id: int) -> Any:
+    mdef = model_def(model_id)
+    if mdef is None:
+        raise KeyError(f"SunSpec model {model_id} has no definition")
+    return mdef
 
 
 def _common(device: Any, unit: int, model: str) -> tuple[int, dict[str, Any]]:
