@@ -18,7 +18,8 @@ START the fault starts at once; without DURATION it lasts to the end of the run.
     inverter_trip:pv1@12h+1h           (also wind turbines)
     clock_jump@5h,dt_s=3600            the clock steps by +1 h (negative allowed)
 
-A scenario file (TOML) lists the same faults as tables::
+A scenario file (TOML) lists the same faults as tables (the scenario-suite files of ``hil-sim scenario``
+in ``hil_sim/scenarios/`` work too: their ``[[faults]]`` are injected, the rest belongs to that command)::
 
     description = "grid outage during the evening peak"
     [[faults]]
@@ -211,8 +212,10 @@ def load_scenario(path: str | Path) -> tuple[str, list[FaultSpec]]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ScenarioError(str(path), [f"cannot read scenario: {exc}"]) from exc
     problems: list[str] = []
-    for key in sorted(set(data) - {"description", "faults"}):
-        problems.append(f"unknown top-level key {key!r}; allowed: description, faults")
+    suite = _suite_keys()
+    for key in sorted(set(data) - {"description", "faults"} - suite):
+        problems.append(f"unknown top-level key {key!r}; allowed: description, faults"
+                        + (" (and the keys of a hil-sim scenario file)" if suite else ""))
     raw = data.get("faults", [])
     if not isinstance(raw, list):
         problems.append("faults must be an array of tables ([[faults]])")
@@ -230,7 +233,17 @@ def load_scenario(path: str | Path) -> tuple[str, list[FaultSpec]]:
             specs.append(spec)
     if problems:
         raise ScenarioError(str(path), problems)
-    return str(data.get("description", "")), specs
+    return str(data.get("description") or data.get("title") or ""), specs
+
+
+def _suite_keys() -> set[str]:
+    """Top-level keys of the scenario-suite files (``hil-sim scenario``), accepted and left to that command:
+    a suite file's ``[[faults]]`` can be injected into any run."""
+    try:
+        from hil_sim.scenario import TOP_KEYS
+    except ImportError:  # pragma: no cover - the suite module is part of the package
+        return set()
+    return set(TOP_KEYS) - {"faults"}
 
 
 def validate_faults(specs: Sequence[FaultSpec], site: Any) -> None:
