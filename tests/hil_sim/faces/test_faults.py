@@ -170,6 +170,11 @@ def test_fault_specs_and_scenarios_are_validated(site, tmp_path):
     desc, specs = load_scenario(path)
     assert desc.startswith("outage") and [s.kind for s in specs] == ["grid_outage", "noise"]
     assert specs[0].start_s == 18 * 3600.0 and specs[0].duration_s == 7200.0
+    # a file of the scenario suite (hil-sim scenario) also works: its faults are injected
+    path.write_text('title = "T9"\nstack = "lockstep"\nduration = "1h"\n[[faults]]\nkind = "offline"\n'
+                    'device = "pv1"\nstart = "5m"\n[[criteria]]\nmetric = "writes_invalid"\nmax = 0\n')
+    desc, specs = load_scenario(path)
+    assert desc == "T9" and [(s.kind, s.device, s.start_s) for s in specs] == [("offline", "pv1", 300.0)]
     path.write_text('[[faults]]\nkind = "grid_outage"\nstart = "later"\nbogus = 1\n')
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
