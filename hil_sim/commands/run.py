@@ -19,6 +19,7 @@ from typing import Any
 
 from edgectl.config import load_site
 from hil_sim.commands._common import add_data_args, add_fault_args, collect_faults, load_data, parse_start
+from hil_sim.errors import SimError
 from hil_sim.lockstep import CONTROLLERS, RunResult, run_lockstep_sync
 
 __all__ = ["format_rows", "register", "result_dict", "run"]
@@ -120,8 +121,12 @@ def run(args: argparse.Namespace) -> int:
             def progress(k: int, n: int, _name: str = name) -> None:
                 if k % 96 == 0 or k == n:
                     print(f"  {_name}: {k}/{n} steps", file=sys.stderr, flush=True)
-        res = run_lockstep_sync(site, dataset, controller=name, start=start, steps=steps, step_s=step_s,
-                                faults=faults, progress=progress)
+        try:
+            res = run_lockstep_sync(site, dataset, controller=name, start=start, steps=steps, step_s=step_s,
+                                    faults=faults, progress=progress)
+        except SimError as exc:
+            print(f"hil-sim run: {name}: {exc}", file=sys.stderr)
+            return 1
         results.append(res)
         rows.append(result_dict(res))
     if args.json:

@@ -20,6 +20,7 @@ from typing import Any
 from edgectl.config import load_site
 from hil_sim.clock import WallClock
 from hil_sim.commands._common import add_data_args, add_fault_args, collect_faults, load_data, parse_start
+from hil_sim.errors import SimError
 from hil_sim.faces import build_faces
 from hil_sim.faults import FaultInjector
 from hil_sim.lockstep import serve_site
@@ -63,9 +64,13 @@ def run(args: argparse.Namespace) -> int:
     faults = collect_faults(args, site)
     dataset = load_data(args.data, step_min=None)
     start = parse_start(args.start)
-    return asyncio.run(serve(site, dataset, speed=args.speed, tick_s=args.tick_s, start=start, rtu=args.rtu,
-                             baud=args.baud, free_ports=args.free_ports, duration_s=args.duration_s,
-                             faults=faults, as_json=args.json))
+    try:
+        return asyncio.run(serve(site, dataset, speed=args.speed, tick_s=args.tick_s, start=start, rtu=args.rtu,
+                                 baud=args.baud, free_ports=args.free_ports, duration_s=args.duration_s,
+                                 faults=faults, as_json=args.json))
+    except SimError as exc:
+        print(f"hil-sim serve: {exc}", file=sys.stderr)
+        return 1
 
 
 async def serve(site: Any, dataset: Any, *, speed: float, tick_s: float = 0.2, start: Any = None,
