@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgectl.config import load_site
+from edgectl.errors import ConfigError
 from hil_sim.commands._common import add_data_args, add_fault_args, collect_faults, load_data, parse_start
 from hil_sim.errors import SimError
 from hil_sim.lockstep import CONTROLLERS, RunResult, run_lockstep_sync
@@ -113,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_data(args.data, step_min=step_min)
     step_s = args.step_min * 60.0
     steps = round(args.days * 86400.0 / step_s)
+    first = start or dataset.start
+    if (dataset.end - first).total_seconds() < steps * step_s:
+        problem = (f"value {args.days:g} is not allowed: from {first.isoformat()} the data ({dataset.source}) "
+                   f"ends at {dataset.end.isoformat()}")
+        raise ConfigError("--days", [problem])
     rows = []
     results = []
     for name in names:
