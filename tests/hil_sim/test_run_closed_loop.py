@@ -102,5 +102,8 @@ def test_hil_sim_run_rejects_bad_options():
     base = [*HIL_SIM, "run", "--site", str(SITE_FILE), "--days", "0.1"]
     out = subprocess.run([*base, "--controller", "magic"], capture_output=True, text=True, check=False, timeout=60, cwd=ROOT)
     assert out.returncode == 2 and "magic" in out.stderr
+    out = subprocess.run([*HIL_SIM, "run", "--site", str(SITE_FILE), "--start", "2025-12-31", "--days", "2"],
+                         capture_output=True, text=True, check=False, timeout=60, cwd=ROOT)
+    assert out.returncode == 78 and "--days" in out.stderr and "ends at" in out.stderr
     out = subprocess.run([*base, "--fault", "offline:ghost"], capture_output=True, text=True, check=False, timeout=60, cwd=ROOT)
     assert out.returncode == 78 and "ghost" in out.stderr
