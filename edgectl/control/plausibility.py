@@ -4,8 +4,9 @@ Pure: ``check(site, state, snap) -> (state, snapshot, problems)``. A device that
 quality INVALID in the returned snapshot, so every controller downstream treats it as lost (meter lost
 -> safe setpoints; battery lost -> 0 kW). Checks:
 
-* **frozen meter**: the POI power reading bit-identical for ``frozen_after_s`` while the park moves.
-  A real meter always carries some noise; the simulator's meter does with the ``noise:meter`` fault.
+* **frozen meter**: the POI power reading bit-identical for ``frozen_after_s`` while the other devices'
+  net power moved by ``frozen_park_moved_kw`` or more (so a steady park does not false-alarm). A real
+  meter always carries some noise; the simulator's meter does with the ``noise:meter`` fault.
 * **non-finite** values (NaN, inf) in a reading's primary power -> INVALID; a battery whose SoC is
   unknown (invalid or out-of-range register) -> INVALID (it cannot be dispatched safely).
 * **POI balance**: the park load implied by the POI balance
@@ -34,6 +35,7 @@ __all__ = ["PlausibilitySettings", "PlausibilityState", "check"]
 @dataclass(frozen=True, slots=True)
 class PlausibilitySettings:
     frozen_after_s: float = 120.0  # [s]
+    frozen_park_moved_kw: float = 1.0  # ... while the other devices' power moved at least this much [kW]
     balance_tol_kw: float = 200.0  # [kW]
     sign_tol_kw: float = 50.0  # [kW]
     sign_after_s: float = 10.0  # [s]
@@ -44,12 +46,26 @@ class PlausibilitySettings:
 class PlausibilityState:
     meter_value: float | None = None
     meter_since: datetime | None = None
+    park_at_meter_kw: float = 0.0  # the other devices' net power when the meter value last changed
     batt_sign_since: datetime | None = None
     batt_bad_until: datetime | None = None
 
 
 def _finite(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _park_kw(site: SiteConfig, snap: Any) -> float:
+    """Net power of the park's devices other than the meter (generation + battery - chillers) [kW]."""
+    total = 0.0
+    for dev in site.devices:
+        if dev.id == site.meter.id:
+            continue
+        r = snap.good(dev.id)
+        pk = getattr(r, "p_kw", None) if r is not None else None
+        if _finite(pk):
+            total += -float(pk) if isinstance(r, ChillerPlantReading) else float(pk)
+    return total
 
 
 def check(
@@ -73,8 +89,9 @@ def check(
             bad.add(meter_id)
             problems.append(f"{meter_id}: non-finite power {p!r}")
         elif state.meter_value is None or p != state.meter_value:
-            state = replace(state, meter_value=p, meter_since=now)
-        elif state.meter_since is not None and (now - state.meter_since).total_seconds() >= settings.frozen_after_s:
+            state = replace(state, meter_value=p, meter_since=now, park_at_meter_kw=_park_kw(site, snap))
+        elif (state.meter_since is not None and (now - state.meter_since).total_seconds() >= settings.frozen_after_s
+              and abs(_park_kw(site, snap) - state.park_at_meter_kw) >= settings.frozen_park_moved_kw):
             bad.add(meter_id)
             problems.append(f"{meter_id}: frozen at {p} kW for {(now - state.meter_since).total_seconds():.0f} s")
     for dev in site.devices:

@@ -160,9 +160,11 @@ def test_settings_are_checked() -> None:
 def test_plausibility_frozen_meter_and_sign_checks() -> None:
     ps = plausibility.PlausibilityState()
     cfg = plausibility.PlausibilitySettings(frozen_after_s=30.0, sign_after_s=5.0, sign_hold_s=20.0)
-    for t in range(0, 31, 5):
+    for t in range(0, 31, 5):  # a steady park: a constant meter is plausible
         ps, s, probs = plausibility.check(SITE, ps, snap(t, p_grid=512.25), settings=cfg)
-    assert s.quality["meter"] != 0 and any("frozen" in p for p in probs)
+    assert s.quality["meter"] == 0
+    ps, s, probs = plausibility.check(SITE, ps, snap(35, p_grid=512.25, p_pv=700.0), settings=cfg)
+    assert s.quality["meter"] != 0 and any("frozen" in p for p in probs)  # PV moved 100 kW, the meter did not
     ps, s, probs = plausibility.check(SITE, ps, snap(31, p_grid=512.5), settings=cfg)
     assert s.quality["meter"] == 0
     # an open POI reads 0 kW for good reason: never frozen
