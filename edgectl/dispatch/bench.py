@@ -27,6 +27,7 @@ tank outside its window or a battery power beyond its rating (tolerance 0.5 kW /
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -67,6 +68,7 @@ TOL_KWH = 0.5
 HOLD = "off"  # charging ceiling in the limit layer: off | month (peak so far) | plan (max of that and the plan)
 MARGIN_Z = 0.7
 BUFFER_H = 0.0
+DEMAND_FACTOR = 1.0
 SLOT_MARGIN = True
 
 
@@ -395,6 +397,9 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
                        cooling_kw_th=warmup.cooling_kw_th[j], pv_kw=warmup.pv_kw[j], wind_ms=warmup.wind_ms[j],
                        temp_air_c=warmup.temp_air_c[j], carbon_kg_per_kwh=warmup.carbon[j])
     plant = _Plant(site, p, tr, w, *_initial_state(p))
+    # with model forecasts the planner prices a rise of the month peak above the tariff (it is decided on a
+    # forecast; once made it cannot be undone this month): DEMAND_FACTOR; the ledger keeps the real tariff
+    w_plan = w if oracle else dataclasses.replace(w, demand_charge_per_kw_month=w.demand_charge_per_kw_month * DEMAND_FACTOR)
     solve_times: list[float] = []
     warmup_steps = 0
     prev = None
@@ -418,7 +423,7 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
                                   ("temp_air_c", f.temp_air_c, tr.temp_air_c)):
                     stats.add(q, fq, aq[i : i + h])
             try:
-                plan = planner.solve(_plan_inputs(tr, i, h, per_day, plant=plant, start=now, **args), w)
+                plan = planner.solve(_plan_inputs(tr, i, h, per_day, plant=plant, start=now, **args), w_plan)
                 solve_times.append(plan.solve_s)
                 chain.plan_done(plan, now)
             except DispatchError as exc:
