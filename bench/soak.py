@@ -11,6 +11,8 @@ Measured:
 * lost telemetry: gaps in the outbox sequence numbers seen by the observer (telemetry + audit);
 * memory: RSS of the daemon (+ its MPC worker) and of the simulator, growth from the end of warm-up
   (first 20 % of the run) to the end;
+* grid outages: cycles with the grid down (meter voltage 0) and cycles with the grid up but no flow at
+  the POI (|P| within the meter noise: the POI left open, a reconnection that did not happen);
 * daemon restarts: none expected (the daemon must survive everything).
 
     .venv/bin/python bench/soak.py [--days 30] [--speed 2000] [--seed 1]
@@ -87,8 +89,12 @@ def main() -> int:
     samples: list[tuple[float, int, int]] = []
     restarts_at = sorted(rng.uniform(0.15, 0.7) * wall_s for _ in range(args.broker_restarts))
     t_start = time.monotonic()
+    # the daemon's transition thresholds are wall seconds: scale them with the simulator's speed
+    # (grid stable ~17 simulated min, ramp ~17 min, one feeder operation per cycle)
+    tenv = {"EDGECTL_TRANSITIONS": f"grid_stable_s={args.cycle_s},ramp_s={args.cycle_s},"
+                                   f"switch_interval_s={args.cycle_s},poi_open_hold_s=0"}
     with Stack(site, speed=args.speed, cycle_s=args.cycle_s, tick_s=0.1, overrides=overrides, faults=faults,
-               start=args.start) as st:
+               start=args.start, daemon_env=tenv) as st:
         st.wait_telemetry(3, timeout_s=90)
         t0 = time.monotonic()
         assert st.daemon is not None and st.serve is not None and st.observer is not None
@@ -136,6 +142,15 @@ def main() -> int:
         if isinstance(t.get("seq"), int) and isinstance(t.get("p_grid_kw"), (int, float)):
             seen[t["seq"]] = float(t["p_grid_kw"])
     series = [seen[k] for k in sorted(seen)]
+    # grid state from the meter: voltage 0 = grid down; grid up and |P| within the meter noise (4 sigma of
+    # 2 kW) = POI open although the grid is there (a reconnection that did not happen)
+    volts: dict[int, tuple[float, float]] = {}
+    for t in tele:
+        m = t.get("devices", {}).get(s.meter.id, {})
+        if isinstance(t.get("seq"), int) and "v_v" in m and "p_kw" in m:
+            volts[t["seq"]] = (float(m["v_v"]), float(m["p_kw"]))
+    grid_down = sum(1 for v, _ in volts.values() if v <= 0.0)
+    open_with_grid = sum(1 for v, p in volts.values() if v > 0.0 and abs(p) < 8.0)
     over = [max(p - imp, -p - exp) > 0.01 * max(imp, exp) for p in series]
     runs, cur = [], 0
     for o in over:
@@ -159,6 +174,7 @@ def main() -> int:
         "faults": len(faults) - 1, "broker_restarts": args.broker_restarts, "broker_down_s": round(broker_down_s, 1),
         "cycles_seen": len(series), "limit_violations": violations, "single_cycle_excursions": single,
         "longest_excursion_cycles": max(runs, default=0),
+        "grid_down_cycles": grid_down, "poi_open_with_grid_cycles": open_with_grid,
         "telemetry_received": rep.get("telemetry_received"), "telemetry_unique": rep.get("telemetry_unique"),
         "telemetry_lost": rep.get("telemetry_lost"), "telemetry_historical": rep.get("telemetry_historical"),
         "daemon_rss_warm_kb": base_d, "daemon_rss_end_kb": end_d,

@@ -212,6 +212,7 @@ class Daemon:
         self._prev_good: set[str] = set()
         self._plaus = plausibility.PlausibilityState()
         self._transition = transitions.initial_state()
+        self._transition_settings = transitions.settings_from_env()  # site keys pending ([transitions])
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -435,7 +436,8 @@ class Daemon:
         # islanding / reconnection / black start (edgectl.control.transitions) over the same snapshot
         self._transition, action = transitions.step(
             self.site, self._transition, snap, request="island" if ov.values.get("grid") == "island" else None,
-            plan_batt_kw=decision.p_batt_kw, soc_reserve_pct=ov.number("soc_reserve_pct"))
+            plan_batt_kw=decision.p_batt_kw, soc_reserve_pct=ov.number("soc_reserve_pct"),
+            settings=self._transition_settings)
         if action.breaker is not None or action.battery_kw is not None or action.pv_limit_pct is not None:
             decision = dataclasses.replace(decision, commands=transitions.apply_action(self.site, decision.commands, action))
         self.last_decision = decision
