@@ -69,6 +69,7 @@ HOLD = "off"  # charging ceiling in the limit layer: off | month (peak so far) |
 MARGIN_Z = 0.7
 BUFFER_H = 0.0
 DEMAND_FACTOR = 1.0
+WARMUP = "rbc"  # policy while the forecaster has less than a day of history: idle | rbc
 SLOT_MARGIN = True
 
 
@@ -438,6 +439,10 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
             elif HOLD == "plan":
                 ceiling = max(plant.peak_so_far(i), float(chain.plan.p_grid_kw[k]))
             sp = _limit_with_true_cop(plant, i, wanted, peak=chain.plan.peak_target_kw, prev=prev, ceiling=ceiling)
+        elif warming and WARMUP == "idle":
+            # no history yet: storage idle (chillers follow the demand) rather than spending it blind
+            d = min(float(tr.cooling_kw_th[i]), p.chiller_capacity_kw_th) if p.has_chiller else 0.0
+            sp = _limit_with_true_cop(plant, i, Setpoints(p_batt_kw=0.0, q_chiller_kw_th=d), prev=prev)
         else:
             sp, _ = rbc_setpoints(p, plant.measured(i, q_for_cop=float(tr.cooling_kw_th[i])), dt_s=plant.dt_s)
             sp = _limit_with_true_cop(plant, i, sp, prev=prev)

@@ -10,7 +10,8 @@ Models
                             three types (Monday-Friday, Saturday, Sunday) so that every type learns
                             at least weekly (exponentially weighted, local time; an all-days profile
                             until a type has data) plus the recent
-                            error (last hour) fading with lead time (e-folding ``error_tau_h``)
+                            error (last hour) fading with lead time (e-folding ``error_tau_h`` = 3 h for
+                            the load, ``weather_tau_h`` = 12 h for cooling, temperature and carbon)
     temperature             the same profile model (drives the chiller COP)
     PV                      with an irradiance/PV forecast given (``pv_forecast_kw``) that is used;
                             else the empirical clear-sky envelope (per UTC time of day, the highest
@@ -130,11 +131,14 @@ class Forecaster:
     envelope_days : int
         Days of PV history for the clear-sky envelope.
     error_tau_h : float
-        Lead time over which the recent error of load / cooling fades [h].
+        Lead time over which the recent error of the load fades [h].
+    weather_tau_h : float
+        The same for cooling, temperature and carbon intensity, whose departures last longer [h].
     """
 
     def __init__(self, site: SiteConfig, *, step_min: float, horizon_steps: int, envelope_days: int = 10,
-                 error_tau_h: float = 3.0, alpha: float = 0.35, alpha_all: float = 0.2) -> None:
+                 error_tau_h: float = 3.0, weather_tau_h: float = 12.0, alpha: float = 0.35,
+                 alpha_all: float = 0.2) -> None:
         if step_min <= 0 or (1440.0 / step_min) % 1:
             raise ValueError(f"step_min={step_min!r} is not allowed: must divide a day into whole steps")
         self.site = site
@@ -144,6 +148,9 @@ class Forecaster:
         self.slots = round(1440.0 / step_min)
         self.per_h = 60.0 / step_min
         self.tau_h = float(error_tau_h)
+        # weather-driven quantities keep their departure from the profile longer (a hot day stays hot)
+        self.taus = {"load_kw": float(error_tau_h), "cooling_kw_th": float(weather_tau_h),
+                     "temp_air_c": float(weather_tau_h), "carbon_kg_per_kwh": float(weather_tau_h)}
         self.n_err = max(1, round(self.per_h))  # last hour
         self.profiles = {q: _Profile(self.slots, alpha, alpha_all) for q in ("load_kw", "cooling_kw_th", "temp_air_c", "carbon_kg_per_kwh")}
         self.env_days = int(envelope_days)
@@ -242,7 +249,7 @@ class Forecaster:
         lead_h = (k + 1) / self.per_h
         out = {}
         for name, prof in self.profiles.items():
-            out[name] = prof.forecast(d, s, lead_h, self.tau_h)
+            out[name] = prof.forecast(d, s, lead_h, self.taus[name])
         out["load_kw"] = np.maximum(out["load_kw"], 0.0)
         out["cooling_kw_th"] = np.maximum(out["cooling_kw_th"], 0.0)
         out["carbon_kg_per_kwh"] = np.maximum(out["carbon_kg_per_kwh"], 0.0)
