@@ -17,6 +17,13 @@ Controllers
     ``perfect``  one LP per calendar month (plus two days of look-ahead) with perfect foresight: the
                  physical limit; its setpoints pass through the same limit layer and plant
 
+The bench's ``mpc`` = the controller a site would run: plans from forecasts with a peak margin of
+``MARGIN_Z`` x the forecaster's own measured net-load error (by lead and time of day), no plan until the
+forecaster has a day of history (``WARMUP`` policy meanwhile), the chiller COP linearised at the forecast
+temperature (:func:`~edgectl.dispatch.lp.plan_cop`), the limit layer holding the plan's peak. The knobs
+``MARGIN_Z``, ``HOLD``, ``BUFFER_H``, ``DEMAND_FACTOR`` and ``WARMUP`` are module constants so that
+experiments can vary them; the defaults are the ones measured in the README.
+
 Cost = import bill - export revenue + carbon price x grid kg CO2 + demand charge (monthly peak of the
 step-mean import, local calendar months) + battery wear, all with the site's prices (the file's
 price/carbon columns when present). ``capture = (cost_none - cost_x) / (cost_none - cost_perfect)``.
