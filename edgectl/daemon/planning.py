@@ -168,6 +168,7 @@ class PlanWorker:
         self._lock = threading.Lock()
         self.kills = 0
         self.pid: int | None = None
+        self._closed = False
 
     def _ensure(self) -> multiprocessing.connection.Connection:
         if self._proc is not None and self._proc.is_alive() and self._conn is not None:
@@ -192,6 +193,8 @@ class PlanWorker:
             except Exception as exc:
                 raise DispatchError(f"planning failed: {type(exc).__name__}: {exc}") from exc
         with self._lock:
+            if self._closed:
+                raise DispatchError("MPC worker closed")
             conn = self._ensure()
             t0 = time.monotonic()
             try:
@@ -232,14 +235,16 @@ class PlanWorker:
                 proc.join(timeout=2.0)
 
     def close(self) -> None:
-        """Stop the worker; a plan in progress is abandoned (its caller gets :class:`DispatchError`)."""
-        proc = self._proc
-        if proc is None:
-            return
+        """Stop the worker; a plan in progress, or one whose worker is still starting, is abandoned (its
+        caller gets :class:`DispatchError`) and no plan starts afterwards."""
+        self._closed = True
         got = self._lock.acquire(timeout=0.1)
-        if not got:
-            proc.kill()  # a solve is running: end it; the waiting thread sees EOF and lets go of the lock
-            got = self._lock.acquire(timeout=10.0)
+        deadline = time.monotonic() + 10.0
+        while not got and time.monotonic() < deadline:
+            proc = self._proc
+            if proc is not None:
+                proc.kill()  # a solve is running: end it; the waiting thread sees EOF and lets go of the lock
+            got = self._lock.acquire(timeout=0.1)
         try:
             self._stop_proc(kill=not got)
         finally:

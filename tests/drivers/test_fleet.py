@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from drv_servers import site_with_devices, tcp_server
+from .drv_servers import site_with_devices, tcp_server
 
 from drivers.fleet import Fleet
 from drivers.image import RegisterImage
@@ -321,7 +321,7 @@ async def test_third_party_pv_float_model_at_base_0_limited_through_704() -> Non
 
 
 async def test_poll_deadline_bounds_the_cycle_when_a_device_hangs() -> None:
-    from drv_servers import silent_server
+    from .drv_servers import silent_server
 
     park = Park()
     async with park.serve() as site, silent_server() as hung:
@@ -339,7 +339,7 @@ async def test_poll_deadline_bounds_the_cycle_when_a_device_hangs() -> None:
 
 
 async def test_reading_time_is_the_time_of_its_primary_values() -> None:
-    from drv_servers import with_exceptions
+    from .drv_servers import with_exceptions
     from pymodbus.constants import ExcCodes
 
     park = Park()

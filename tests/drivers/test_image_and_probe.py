@@ -8,7 +8,7 @@ import shutil
 import sys
 
 import pytest
-from drv_servers import silent_server, tcp_server, with_exceptions
+from .drv_servers import silent_server, tcp_server, with_exceptions
 from pymodbus.constants import ExcCodes
 
 from drivers.image import ImageWriteError, RegisterImage

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from drv_servers import silent_server, tcp_server, with_exceptions
+from .drv_servers import silent_server, tcp_server, with_exceptions
 from pymodbus.constants import ExcCodes
 
 from drivers.device import MapDevice

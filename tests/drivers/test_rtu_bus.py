@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from drv_servers import pty_pair, rtu_server, site_with_devices
+from .drv_servers import pty_pair, rtu_server, site_with_devices
 
 from drivers.fleet import Fleet
 from drivers.image import RegisterImage

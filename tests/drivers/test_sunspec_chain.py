@@ -12,7 +12,7 @@ import json
 import sys
 
 import pytest
-from drv_servers import tcp_server, with_exceptions
+from .drv_servers import tcp_server, with_exceptions
 from pymodbus.constants import ExcCodes
 
 from drivers.errors import SunSpecError, WriteError

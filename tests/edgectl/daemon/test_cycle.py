@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import site_text
-from fakes import FakeFleet, fake_factory
+from .conftest import site_text
+from .fakes import FakeFleet, fake_factory
 
 from drivers.natures import BatterySetpoint, PvLimit, WindLimit
 from edgectl.config import load_site_text

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hil import EDGECTL, DaemonProc, HilSim, wait_until
+from .hil import EDGECTL, DaemonProc, HilSim, wait_until
 
 from edgectl.store import Store
 

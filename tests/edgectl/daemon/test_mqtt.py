@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hil import EDGECTL, DaemonProc, HilSim, wait_until
+from .hil import EDGECTL, DaemonProc, HilSim, wait_until
 
 from edgectl.store import Store
 

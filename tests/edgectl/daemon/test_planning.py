@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from conftest import site_text
+from .conftest import site_text
 
 from edgectl.config import load_site_text
 from edgectl.daemon.planning import PlanRequest, PlanWorker, plan_from_dict, plan_to_dict
@@ -75,4 +75,7 @@ def test_close_during_a_solve_abandons_it() -> None:
     w.close()
     t.join(timeout=5.0)
     assert not t.is_alive() and time.monotonic() - t0 < 5.0
-    assert errors and "died" in str(errors[0])
+    # killed mid-solve ("died"), or closed while its worker was still starting ("closed"): never a plan
+    assert errors and ("died" in str(errors[0]) or "closed" in str(errors[0])), errors
+    with pytest.raises(DispatchError, match="closed"):
+        w.plan(_request())

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hil import EXAMPLE, DaemonProc, wait_until
+from .hil import EXAMPLE, DaemonProc, wait_until
 
 from drivers.fleet import Fleet
 from edgectl.config import load_site_text

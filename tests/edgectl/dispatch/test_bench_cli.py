@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from conftest import EXAMPLE_SITE
+from .conftest import EXAMPLE_SITE
 
 from edgectl.cli import main
 

@@ -6,7 +6,7 @@ import logging
 import math
 from datetime import UTC, datetime, timedelta
 
-from dispatch_helpers import day_inputs
+from .dispatch_helpers import day_inputs
 
 from edgectl.dispatch.fallback import FallbackChain
 from edgectl.dispatch.lp import Planner, Weights

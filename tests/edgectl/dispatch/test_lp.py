@@ -7,7 +7,7 @@ from datetime import UTC
 
 import numpy as np
 import pytest
-from dispatch_helpers import day_inputs
+from .dispatch_helpers import day_inputs
 
 from edgectl.dispatch.lp import Planner, Weights, plan_cop, weights_for
 from edgectl.errors import DispatchError

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Broker
+from .conftest import Broker
 
 from edgectl.cli import main
 from edgectl.config import SiteConfig
@@ -61,7 +61,7 @@ def test_timeout_exits_3_when_no_daemon(broker: Broker, site: SiteConfig, capsys
 
 
 def test_unreachable_broker_exits_69(site: SiteConfig, capsys: pytest.CaptureFixture[str]) -> None:
-    from conftest import free_port
+    from .conftest import free_port
 
     args = ["--broker", f"mqtt://operator:x@127.0.0.1:{free_port()}", "--site", site.site.id, "set", "mode", "auto"]
     assert main(["remote", *args]) == 69
@@ -83,7 +83,7 @@ def test_get_state_subprocess(link: RemoteLink, broker: Broker, site: SiteConfig
 
 def test_password_from_environment(link: RemoteLink, broker: Broker, site: SiteConfig,
                                    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from conftest import PASSWORDS
+    from .conftest import PASSWORDS
 
     url = f"mqtt://operator@127.0.0.1:{broker.port}"  # no password in the URL (not in ps or history)
     args = ["remote", "--broker", url, "--site", site.site.id, "--timeout", "3", "set", "mode", "rbc", "--ttl", "30"]

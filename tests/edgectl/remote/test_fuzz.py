@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
-from remote_payloads import commands, valid_setpoint
+from .remote_payloads import commands, valid_setpoint
 
 from edgectl.config import SiteConfig
 from edgectl.remote import Accepted, Command, Rejected, validate_command

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from conftest import Broker
+from .conftest import Broker
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from remote_payloads import NAMES, payloads, plausible, valid_setpoint
+from .remote_payloads import NAMES, payloads, plausible, valid_setpoint
 
 from edgectl.config import SiteConfig
 from edgectl.remote import COMMANDS, Command, RateLimiter, RemoteLink

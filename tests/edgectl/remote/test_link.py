@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PASSWORDS, Broker, Watcher, site_with
+from .conftest import PASSWORDS, Broker, Watcher, site_with
 
 from edgectl.config import SiteConfig
 from edgectl.errors import RemoteError

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from conftest import Broker, site_with
+from .conftest import Broker, site_with
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import EXAMPLE_SITE, PASSWORDS, Broker, Watcher, free_port
+from .conftest import EXAMPLE_SITE, PASSWORDS, Broker, Watcher, free_port
 
 from drivers.fleet import Fleet
 from drivers.natures import BatteryReading
