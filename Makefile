@@ -37,8 +37,9 @@ deb-tools:
 test: $(TEST_STAMP) deb-tools
 	$(BIN)/python -m pytest -q tests
 
-bench: $(TEST_STAMP)
-	$(BIN)/python bench/run_all.py
+# BENCH_ARGS=--quick for short versions; --only drivers,solver for a subset
+bench: $(TEST_STAMP) deb-tools
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 scenarios: $(TEST_STAMP) deb-tools
 	$(BIN)/hil-sim scenario all --report $(OUT)
