@@ -1,6 +1,6 @@
 """Scenario suite (IEEE 2030.8-style): events over time, the controller under test, measured metrics.
 
-A scenario is a TOML file in ``hil_sim/scenarios/`` (see ``README`` there and any file for the format)::
+A scenario is a TOML file in ``hil_sim/scenarios/`` (any file there shows the format)::
 
     title = "T2 unplanned islanding"
     description = "..."
