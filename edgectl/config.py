@@ -234,6 +234,40 @@ class Mqtt(_Strict):
         return value
 
 
+class Transitions(_Strict):
+    """Thresholds of the islanding / reconnection / black-start controller (edgectl/control/transitions.py)."""
+
+    poi_open_kw: Annotated[float, Field(ge=0.0, le=1000.0)] = 50.0
+    poi_open_hold_s: Annotated[float, Field(ge=0.0, le=60.0)] = 2.0
+    islanding_timeout_s: Annotated[float, Field(ge=10.0, le=3600.0)] = 120.0
+    grid_stable_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 300.0
+    ramp_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 60.0
+    shed_power_frac: Annotated[float, Field(ge=0.5, le=1.0)] = 0.9
+    restore_power_frac: Annotated[float, Field(ge=0.1, le=1.0)] = 0.7
+    restore_soc_margin_pct: Annotated[float, Field(ge=0.0, le=50.0)] = 5.0
+    switch_interval_s: Annotated[float, Field(ge=0.0, le=600.0)] = 5.0
+    dead_bus_kw: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
+
+    @model_validator(mode="after")
+    def _restore_below_shed(self) -> Transitions:
+        if not self.restore_power_frac < self.shed_power_frac:
+            raise ValueError(
+                f"restore_power_frac {self.restore_power_frac} must be below shed_power_frac {self.shed_power_frac}"
+            )
+        return self
+
+
+class Plausibility(_Strict):
+    """Bad-data checks on the snapshot (edgectl/control/plausibility.py)."""
+
+    frozen_after_s: Annotated[float, Field(ge=10.0, le=3600.0)] = 120.0
+    frozen_park_moved_kw: Annotated[float, Field(ge=0.0, le=1.0e4)] = 1.0
+    balance_tol_kw: Annotated[float, Field(ge=0.0, le=1.0e5)] = 200.0
+    sign_tol_kw: Annotated[float, Field(ge=0.0, le=1.0e4)] = 50.0
+    sign_after_s: Annotated[float, Field(ge=1.0, le=600.0)] = 10.0
+    sign_hold_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 60.0
+
+
 # ------------------------------------------------------------------------------------------ devices
 
 
@@ -373,6 +407,8 @@ class SiteConfig(_Strict):
     dispatch: Dispatch = Dispatch()
     daemon: Daemon = Daemon()
     mqtt: Mqtt = Mqtt()
+    transitions: Transitions = Transitions()
+    plausibility: Plausibility = Plausibility()
     devices: list[Device] = Field(min_length=1)
 
     @model_validator(mode="after")

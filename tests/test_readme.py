@@ -21,6 +21,8 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "dispatch": config.Dispatch,
     "daemon": config.Daemon,
     "mqtt": config.Mqtt,
+    "transitions": config.Transitions,
+    "plausibility": config.Plausibility,
 }
 DEVICE_MODELS = [config.Meter, config.PvInverter, config.WindTurbine, config.Battery, config.ChillerPlant,
                  config.Switchgear, config.Chiller, config.Feeder, config.TouPeriod]
