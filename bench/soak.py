@@ -127,6 +127,11 @@ def main() -> int:
             last = rep.get("telemetry_unique", 0)
             time.sleep(3.0)
         rep = st.observer.seq_report()
+        missing = list(st.observer.missing)
+        with st.observer.lock:
+            seq_rx = sorted((int(t["seq"]), t["_rx"] - t0, bool(t.get("historical")))
+                            for t in st.observer.telemetry if isinstance(t.get("seq"), int))
+        restarts_rel = [round(x, 1) for x in restarts_at]
         with st.observer.lock:
             tele = [t for t in st.observer.telemetry]
         log_tail = (st.dir / "daemon.log").read_text(errors="replace")[-3000:]
@@ -193,6 +198,10 @@ def main() -> int:
             print(f"{k:<28} {v!s:>14}  {bars.get(k, '')}")
     ok = (violations == 0 and rep.get("telemetry_lost") == 0 and daemon_alive
           and result["daemon_rss_growth_pct"] < 10 and result["sim_rss_growth_pct"] < 10)
+    if missing:
+        near = [(k, round(t, 1), h) for k, t, h in seq_rx if missing[0] - 3 <= k <= missing[-1] + 3][:20]
+        print(f"missing seq (first 50): {missing}; broker restarts at wall s {restarts_rel}; "
+              f"received around them (seq, wall s, historical): {near}", file=sys.stderr)
     if not ok:
         print("daemon log tail:\n" + log_tail, file=sys.stderr)
     return 0 if ok else 1

@@ -106,6 +106,7 @@ class MqttObserver:
         self.telemetry: list[dict[str, Any]] = []
         self.state: dict[str, Any] = {}
         self.audit_seqs: list[Any] = []  # telemetry and audit share the outbox's sequence numbers
+        self.missing: list[int] = []  # sequence numbers not seen (first 50), after seq_report()
         self.acks: dict[str, tuple[float, dict[str, Any]]] = {}
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"g-observer-{os.getpid()}-{url_port}",
                              protocol=mqtt.MQTTv5)
@@ -173,6 +174,8 @@ class MqttObserver:
         if not seqs:
             return {"telemetry_received": 0.0, "telemetry_lost": math.inf, "telemetry_historical": 0.0}
         lost = (seqs[-1] - seqs[0] + 1) - len(seqs)
+        have = set(seqs)
+        self.missing = [k for k in range(seqs[0], seqs[-1] + 1) if k not in have][:50]
         return {"telemetry_received": float(n), "telemetry_unique": float(len(seqs)), "telemetry_lost": float(lost),
                 "telemetry_historical": float(hist)}
 
