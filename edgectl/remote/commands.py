@@ -187,7 +187,10 @@ def _short(value: Any, limit: int = 60) -> str:
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _Reject(f"{name}: value {_short(value)} has type {type(value).__name__}; expected a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer literal of hundreds of digits
+        raise _Reject(f"{name}: value {_short(value)} is not a finite number") from None
     if not math.isfinite(number):
         raise _Reject(f"{name}: value {_short(value)} is not a finite number")
     return number

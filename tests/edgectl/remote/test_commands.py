@@ -92,6 +92,8 @@ def test_null_clears_without_ttl(base_site: SiteConfig) -> None:
         ("pv_limit_pct", b'{"value": 5,', None, None, "payload is not valid JSON"),
         ("pv_limit_pct", b'{"value": NaN, "ttl_s": 5}', None, None, "NaN is not a JSON number"),
         ("pv_limit_pct", b'{"value": 1e999, "ttl_s": 5}', None, None, "is not a finite number"),
+        ("pv_limit_pct", b'{"value": 1' + b"0" * 400 + b', "ttl_s": 5}', None, None, "is not a finite number"),
+        ("pv_limit_pct", b'{"value": 50, "ttl_s": 1' + b"0" * 400 + b'}', None, None, "is not a finite number"),
         ("pv_limit_pct", b'{"value": 1, "value": 2, "ttl_s": 5}', None, None, "repeats key 'value'"),
         ("pv_limit_pct", b'\xff\xfe{}', None, None, "payload is not UTF-8"),
         ("pv_limit_pct", b'{"value": 5, "ttl_s": 60, "pad": "' + b"x" * 1100 + b'"}', None, None,
