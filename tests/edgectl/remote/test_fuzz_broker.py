@@ -40,11 +40,13 @@ def test_random_payloads_through_broker(broker: Broker, site: SiteConfig, tmp_pa
             cond.notify_all()
 
     client.on_message = on_message
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *a: subscribed.set()
     client.connect(b.host, b.port)
     client.loop_start()
     resp = f"edgectl/{site.site.id}/resp/admin/fuzz"
     client.subscribe(resp, qos=1)
-    time.sleep(0.2)
+    assert subscribed.wait(10), "no SUBACK for the response topic"
     sent: list[tuple[bytes, str, bytes]] = []
 
     @settings(max_examples=300, derandomize=True, deadline=None, database=None,

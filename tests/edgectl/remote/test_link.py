@@ -169,11 +169,13 @@ def test_missing_correlation_or_response_topic(broker: Broker, site: SiteConfig,
         c = make_client("t-nocorr", b)
         acks: list[mqtt.MQTTMessage] = []
         c.on_message = lambda cl, u, m: acks.append(m)
+        subscribed = threading.Event()
+        c.on_subscribe = lambda *a: subscribed.set()
         c.connect(b.host, b.port)
         c.loop_start()
         resp = f"edgectl/{site.site.id}/resp/operator/x1"
         c.subscribe(resp, qos=1)
-        time.sleep(0.2)
+        assert subscribed.wait(10), "no SUBACK for the response topic"
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = resp
         c.publish(f"edgectl/{site.site.id}/cmd/operator/mode", b'{"value": "manual", "ttl_s": 9}', qos=1,

@@ -45,11 +45,17 @@ class Historian:
         self.cond = threading.Condition()
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, qos=1)
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.client.connect(b.host, b.port, clean_start=False, properties=props)
         self.client.loop_start()
+
+    def wait_subscribed(self, timeout_s: float = 10.0) -> bool:
+        """True once the broker granted the subscription (telemetry is not retained: before that it is lost)."""
+        return self.subscribed.wait(timeout_s)
 
     def _on_message(self, c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
         with self.cond:
@@ -75,7 +81,7 @@ def test_one_hour_outage_loses_nothing(own_broker: Broker, site: SiteConfig, tmp
     """3,600 messages at 1 s simulated telemetry while the broker is down: all delivered, in order, historical."""
     clock = CompressedClock()
     historian = Historian(own_broker.url("viewer"), f"edgectl/{site.site.id}/telemetry")
-    time.sleep(0.3)
+    assert historian.wait_subscribed(), "no SUBACK for the historian"
     link = RemoteLink(site, url=own_broker.url("edge"), state_dir=tmp_path, on_command=lambda c: None,
                       clock=clock, reconnect_max_s=1)
     link.start()
@@ -122,7 +128,7 @@ def test_one_hour_outage_loses_nothing(own_broker: Broker, site: SiteConfig, tmp
 def test_outbox_bound_drops_oldest_and_counts(own_broker: Broker, base_site: SiteConfig, tmp_path: Path) -> None:
     site = site_with(base_site, outbox_max_messages=100)
     historian = Historian(own_broker.url("viewer"), f"edgectl/{site.site.id}/telemetry")
-    time.sleep(0.3)
+    assert historian.wait_subscribed(), "no SUBACK for the historian"
     own_broker.stop()
     link = RemoteLink(site, url=own_broker.url("edge"), state_dir=tmp_path, on_command=lambda c: None,
                       reconnect_max_s=1)
@@ -171,7 +177,7 @@ def test_messages_outstanding_at_stop_are_replayed_by_next_start(own_broker: Bro
     link.stop(timeout_s=0.1)
     own_broker.start()
     historian = Historian(own_broker.url("viewer"), f"edgectl/{site.site.id}/telemetry")
-    time.sleep(0.3)
+    assert historian.wait_subscribed(), "no SUBACK for the historian"
     link2 = RemoteLink(site, url=own_broker.url("edge"), state_dir=tmp_path, on_command=lambda c: None)
     link2.start()
     try:
