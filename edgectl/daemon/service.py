@@ -212,7 +212,8 @@ class Daemon:
         self._prev_good: set[str] = set()
         self._plaus = plausibility.PlausibilityState()
         self._transition = transitions.initial_state()
-        self._transition_settings = transitions.settings_from_env()  # site keys pending ([transitions])
+        self._transition_settings = transitions.settings_for(site)
+        self._plaus_settings = plausibility.settings_for(site)
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -427,19 +428,33 @@ class Daemon:
             # back after an outage (or first seen): its reversion timer may have fired, write it afresh
             self.last_written.pop(dev, None)
         self._prev_good = good
-        # bad-data checks (frozen meter, NaN, implausible signs): failing devices become INVALID
-        self._plaus, snap, _problems = plausibility.check(self.site, self._plaus, snap,
-                                                          batt_setpoint_kw=self.p_batt_prev_kw)
-        # 3./4. controllers in priority order, then the limit layer
-        decision = decide(self.site, self.params, snap, ov, chain=self.chain, dt_s=self.cycle_s,
-                          p_batt_prev_kw=self.p_batt_prev_kw)
-        # islanding / reconnection / black start (edgectl.control.transitions) over the same snapshot
-        self._transition, action = transitions.step(
-            self.site, self._transition, snap, request="island" if ov.values.get("grid") == "island" else None,
-            plan_batt_kw=decision.p_batt_kw, soc_reserve_pct=ov.number("soc_reserve_pct"),
-            settings=self._transition_settings)
-        if action.breaker is not None or action.battery_kw is not None or action.pv_limit_pct is not None:
-            decision = dataclasses.replace(decision, commands=transitions.apply_action(self.site, decision.commands, action))
+        try:
+            # bad-data checks (frozen meter, NaN, implausible signs): failing devices become INVALID
+            self._plaus, snap, _problems = plausibility.check(self.site, self._plaus, snap,
+                                                              batt_setpoint_kw=self.p_batt_prev_kw,
+                                                              settings=self._plaus_settings)
+            # 3./4. controllers in priority order, then the limit layer
+            decision = decide(self.site, self.params, snap, ov, chain=self.chain, dt_s=self.cycle_s,
+                              p_batt_prev_kw=self.p_batt_prev_kw)
+            # islanding / reconnection / black start (edgectl.control.transitions) over the same snapshot
+            self._transition, action = transitions.step(
+                self.site, self._transition, snap, request="island" if ov.values.get("grid") == "island" else None,
+                plan_batt_kw=decision.p_batt_kw, soc_reserve_pct=ov.number("soc_reserve_pct"),
+                settings=self._transition_settings)
+            if action.breaker is not None or action.battery_kw is not None or action.pv_limit_pct is not None:
+                decision = dataclasses.replace(
+                    decision, commands=transitions.apply_action(self.site, decision.commands, action))
+            self._warned.pop("controller", None)
+        except Exception as exc:  # a controller bug must not leave the devices on stale setpoints
+            # safe setpoints now (battery 0 kW with a fresh heartbeat) instead of no write at all, which
+            # would leave the last setpoint in force until each device's reversion timer fires
+            self.job_errors += 1
+            if "controller" not in self._warned:
+                log.exception("controller error: safe setpoints this cycle")
+            self._warn("controller", f"controller error: {type(exc).__name__}: {exc}: safe setpoints this cycle")
+            batt = self.site.battery.id if self.site.battery is not None else None
+            decision = Decision({d: c for d, c in safe_commands(self.site).items()
+                                 if d == batt or snap.good(d) is not None}, "safe", ("controller-error",))
         self.last_decision = decision
         # 5. writes with read-back
         failed = await self._write(decision.commands, source=decision.source, now=snap.ts)

@@ -266,3 +266,42 @@ async def test_heartbeat_wraps_in_the_register_range_without_repeats(tmp_path: P
     hb = fleet.ctrl_hb
     assert hb[:6] == [65531, 65532, 65533, 65534, 0, 1]  # 0xFFFF (not implemented) never written
     assert all(b == (a + 1) % 0xFFFF for a, b in itertools.pairwise(hb))
+
+
+async def test_controller_error_writes_safe_setpoints_and_keeps_cycling(
+        tmp_path: Path, notify_sink, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the decision chain (here: decide raising) must not leave the battery on its last setpoint
+    until its reversion timer fires: the cycle writes the safe setpoints, says so, and keeps its watchdog."""
+    from edgectl.daemon import service
+
+    site = _site(tmp_path)
+    fleet = FakeFleet(site)
+    d = Daemon(site, fleet_factory=fake_factory(fleet), notifier=Notifier(notify_sink.path), plan_in_process=True)
+    real_decide = service.decide
+    broken = {"on": False}
+
+    def flaky_decide(*args, **kwargs):
+        if broken["on"]:
+            raise ZeroDivisionError("injected controller bug")
+        return real_decide(*args, **kwargs)
+
+    monkeypatch.setattr(service, "decide", flaky_decide)
+
+    async def scenario() -> None:
+        await _until(lambda: d.cycles >= 2)
+        now = datetime.now(UTC)
+        d.control.set("mode", "manual", source="test", now=now, expires_at=now + timedelta(seconds=60))  # type: ignore[union-attr]
+        d.control.set("battery_kw", -300.0, source="test", now=now, expires_at=now + timedelta(seconds=60))  # type: ignore[union-attr]
+        await _until(lambda: _batt_writes(fleet)[-1].p_kw == -300.0)
+        notify_sink.drain()
+        broken["on"] = True
+        n = d.cycles
+        await _until(lambda: d.cycles >= n + 3)
+        assert _batt_writes(fleet)[-1].p_kw == 0.0
+        assert d.last_decision.source == "safe" and "controller-error" in d.degraded  # type: ignore[union-attr]
+        assert d.health.startswith("DEGRADED controller-error")
+        assert sum(m.get("WATCHDOG") == "1" for m in notify_sink.drain()) >= 2
+        broken["on"] = False
+        await _until(lambda: d.last_decision.source == "manual")  # type: ignore[union-attr]
+
+    assert await _run(d, scenario) == 0
