@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -168,6 +169,7 @@ class Daemon:
         self.plan_in_process = plan_in_process
         self.telemetry_period_s = telemetry_period_s
         self.params = plant_params(site)
+        self._zone = ZoneInfo(site.site.timezone)  # the demand charge's month is the tariff's (local) month
         self.device_ids = [d.id for d in site.devices]
         self.writable = set(safe_commands(site))
         # run-time state
@@ -682,8 +684,18 @@ class Daemon:
                 "cop": m.cop,
             })
 
+    def _billing_month(self, t_s: float) -> str:
+        """The tariff month of an instant (site timezone, as the planner's month slots and the KPIs)."""
+        return datetime.fromtimestamp(t_s, self._zone).strftime("%Y-%m")
+
+    def _peak_so_far_kw(self, now: datetime) -> float:
+        """This tariff month's peak so far [kW]; 0 once the month has turned (no step of it closed yet)."""
+        if self._peak.get("month") != self._billing_month(now.timestamp()):
+            return 0.0
+        return float(self._peak.get("kw", 0.0))
+
     def _update_peak(self, obs: StepObs) -> None:
-        month = datetime.fromtimestamp(obs.t_s, UTC).strftime("%Y-%m")
+        month = self._billing_month(obs.t_s)
         if self._peak.get("month") != month:
             self._peak = {"month": month, "kw": 0.0}
         if math.isfinite(obs.grid_kw):
@@ -736,9 +748,10 @@ class Daemon:
         partial = self._step_acc.obs()
         if partial is not None and not hist:
             hist.append(tuple(partial))
+        now = datetime.now(UTC)
         req = PlanRequest(
-            now=datetime.now(UTC), soc_kwh=m.soc_kwh, tank_kwh_th=m.tank_kwh_th,
-            peak_so_far_kw=float(self._peak.get("kw", 0.0)),
+            now=now, soc_kwh=m.soc_kwh, tank_kwh_th=m.tank_kwh_th,
+            peak_so_far_kw=self._peak_so_far_kw(now),
             carbon_price_per_kg=ov.number("carbon_price") if ov else None,
             import_limit_kw=ov.number("import_limit_kw") if ov else None,
             export_limit_kw=ov.number("export_limit_kw") if ov else None,

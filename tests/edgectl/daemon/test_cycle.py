@@ -305,3 +305,28 @@ async def test_controller_error_writes_safe_setpoints_and_keeps_cycling(
         await _until(lambda: d.last_decision.source == "manual")  # type: ignore[union-attr]
 
     assert await _run(d, scenario) == 0
+
+
+def test_demand_peak_month_is_the_tariff_month_in_the_site_timezone(tmp_path: Path) -> None:
+    """The demand charge is billed per month of the site's tariff (local) calendar, as the planner's month
+    slots and the KPIs count it; a UTC month moved the reset by the UTC offset (5 h early in New York)."""
+    from edgectl.daemon.forecasting import StepObs
+
+    site = _site(tmp_path)
+    assert site.site.timezone == "America/New_York"
+    d = Daemon(site, fleet_factory=fake_factory(FakeFleet(site)), plan_in_process=True)
+    nan = float("nan")
+
+    def obs(iso: str, grid_kw: float) -> StepObs:
+        t = datetime.fromisoformat(iso).timestamp()
+        return StepObs(t, 500.0, 0.0, 0.0, nan, nan, nan, grid_kw, 3.0)
+
+    d._update_peak(obs("2026-06-30T22:00:00-04:00", 900.0))  # 02:00 UTC on 1 July: still June locally
+    assert d._peak == {"month": "2026-06", "kw": 900.0}
+    d._update_peak(obs("2026-06-30T23:45:00-04:00", 700.0))
+    assert d._peak == {"month": "2026-06", "kw": 900.0}
+    assert d._peak_so_far_kw(datetime.fromisoformat("2026-06-30T23:50:00-04:00")) == 900.0
+    # the local month turned: no peak of July yet, even before its first plan step closed
+    assert d._peak_so_far_kw(datetime.fromisoformat("2026-07-01T00:05:00-04:00")) == 0.0
+    d._update_peak(obs("2026-07-01T00:00:00-04:00", 400.0))
+    assert d._peak == {"month": "2026-07", "kw": 400.0}
