@@ -81,7 +81,10 @@ def main() -> int:
     sim_per_cycle = args.cycle_s * args.speed
     hold = 3600.0  # the longest reversion the site file allows; > 3 cycles of simulated time
     wall_s = args.days * 86400.0 / args.speed
-    overrides = {"reversion_timeout_s": hold, "heartbeat_timeout_s": hold}
+    # the daemon's transition thresholds are wall seconds: scale them with the simulator's speed
+    # (grid stable ~17 simulated min, ramp ~17 min, one feeder operation per cycle)
+    overrides = {"reversion_timeout_s": hold, "heartbeat_timeout_s": hold, "grid_stable_s": args.cycle_s,
+                 "ramp_s": args.cycle_s, "switch_interval_s": args.cycle_s, "poi_open_hold_s": 0.0}
     site = ROOT / "config" / "site.example.toml"
     print(f"soak: {args.days:g} simulated days at x{args.speed:g} = {wall_s / 60:.1f} min wall, cycle "
           f"{args.cycle_s} s wall = {sim_per_cycle:.0f} s simulated, {len(faults) - 1} random faults, "
@@ -89,12 +92,8 @@ def main() -> int:
     samples: list[tuple[float, int, int]] = []
     restarts_at = sorted(rng.uniform(0.15, 0.7) * wall_s for _ in range(args.broker_restarts))
     t_start = time.monotonic()
-    # the daemon's transition thresholds are wall seconds: scale them with the simulator's speed
-    # (grid stable ~17 simulated min, ramp ~17 min, one feeder operation per cycle)
-    tenv = {"EDGECTL_TRANSITIONS": f"grid_stable_s={args.cycle_s},ramp_s={args.cycle_s},"
-                                   f"switch_interval_s={args.cycle_s},poi_open_hold_s=0"}
     with Stack(site, speed=args.speed, cycle_s=args.cycle_s, tick_s=0.1, overrides=overrides, faults=faults,
-               start=args.start, daemon_env=tenv) as st:
+               start=args.start) as st:
         st.wait_telemetry(3, timeout_s=90)
         t0 = time.monotonic()
         assert st.daemon is not None and st.serve is not None and st.observer is not None

@@ -199,8 +199,7 @@ class Stack:
 
     def __init__(self, site_path: Path, *, speed: float = 1.0, cycle_s: float = 1.0, tick_s: float = 0.1,
                  overrides: Mapping[str, Any] | None = None, faults: list[str] | None = None,
-                 start: str | None = None, workdir: Path | None = None,
-                 daemon_env: Mapping[str, str] | None = None) -> None:
+                 start: str | None = None, workdir: Path | None = None) -> None:
         self.site_path = Path(site_path)
         self.speed = speed
         self.cycle_s = cycle_s
@@ -208,7 +207,6 @@ class Stack:
         self.overrides = dict(overrides or {})
         self.faults = list(faults or [])
         self.start_at = start
-        self.daemon_env = dict(daemon_env or {})
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="edgectl-full-")
         self.dir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         self.broker = Broker(self.dir)
@@ -301,7 +299,7 @@ class Stack:
         self.daemon_site.write_text(text, encoding="utf-8")
 
     def start_daemon(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.daemon_env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.daemon = subprocess.Popen(
             [str(BIN / "edgectl"), "run", "--config", str(self.daemon_site), "--mqtt", self.broker.url,
              "--state-dir", str(self.state_dir), "--log-level", "WARNING"],

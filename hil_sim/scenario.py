@@ -358,8 +358,10 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
     bad = _BadData(adapters, sc.bad_data)
     params = plant_params(site)
     chain = FallbackChain(params, replan_s=site.dispatch.replan_min * 60.0)
-    tr_settings = transitions.TransitionSettings(**{k: float(v) for k, v in sc.settings.items()
-                                                    if k in {f.name for f in dataclasses.fields(transitions.TransitionSettings)}})
+    # the site's [transitions] table, with the scenario's own [settings] on top
+    tr_fields = {f.name for f in dataclasses.fields(transitions.TransitionSettings)}
+    tr_settings = dataclasses.replace(transitions.settings_for(site),
+                                      **{k: float(v) for k, v in sc.settings.items() if k in tr_fields})
     worker: PlanWorker | None = None
     if sc.optimizer == "ok":
         worker = PlanWorker(site, time_box_s=site.dispatch.solver_time_limit_s + 5.0, in_process=True)

@@ -29,7 +29,7 @@ from drivers.natures import BatteryReading, ChillerPlantReading, MeterReading, P
 from edgectl.config import SiteConfig
 from edgectl.glossary import Quality
 
-__all__ = ["PlausibilitySettings", "PlausibilityState", "check"]
+__all__ = ["PlausibilitySettings", "PlausibilityState", "check", "settings_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,11 @@ def _park_kw(site: SiteConfig, snap: Any) -> float:
         if _finite(pk):
             total += -float(pk) if isinstance(r, ChillerPlantReading) else float(pk)
     return total
+
+
+def settings_for(site: SiteConfig) -> PlausibilitySettings:
+    """The thresholds of the site file's ``[plausibility]`` table (validated there)."""
+    return PlausibilitySettings(**site.plausibility.model_dump())
 
 
 def check(

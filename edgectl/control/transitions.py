@@ -65,7 +65,7 @@ __all__ = [
     "TransitionState",
     "apply_action",
     "initial_state",
-    "settings_from_env",
+    "settings_for",
     "step",
 ]
 
@@ -145,33 +145,9 @@ class TransitionAction:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
-ENV_VAR = "EDGECTL_TRANSITIONS"
-
-
-def settings_from_env(environ: Mapping[str, str] | None = None) -> TransitionSettings:
-    """Thresholds from ``$EDGECTL_TRANSITIONS`` (``key=value,key=value``; default: module defaults).
-
-    A stop-gap until the site file carries a ``[transitions]`` table: accelerated full-stack runs
-    (``hil-sim serve --speed K`` with the daemon on wall time) scale the wall-time thresholds with it.
-    Unknown keys or bad values raise ``ValueError`` naming them and what is allowed.
-    """
-    import os
-
-    text = (environ if environ is not None else os.environ).get(ENV_VAR, "").strip()
-    if not text:
-        return TransitionSettings()
-    allowed = {f for f in TransitionSettings.__dataclass_fields__}
-    values: dict[str, float] = {}
-    for item in text.split(","):
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or key not in allowed:
-            raise ValueError(f"{ENV_VAR}: {item.strip()!r} is not allowed; use key=value with keys {sorted(allowed)}")
-        try:
-            values[key] = float(raw)
-        except ValueError:
-            raise ValueError(f"{ENV_VAR}: {key} value {raw.strip()!r} is not a number") from None
-    return TransitionSettings(**values)
+def settings_for(site: SiteConfig) -> TransitionSettings:
+    """The thresholds of the site file's ``[transitions]`` table (validated there)."""
+    return TransitionSettings(**site.transitions.model_dump())
 
 
 def initial_state(now: datetime | None = None) -> TransitionState:
