@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from drivers.natures import (
     BatterySetpoint,
@@ -281,6 +282,7 @@ class Mpc(RuleBased):
         self.history: list[tuple[float, ...]] = []
         self.peak_month = ""
         self.peak_kw = 0.0
+        self.zone = ZoneInfo(site.site.timezone)  # the demand charge's month is the tariff's (local) month
         self.last_plan_t: float | None = None
         self.plans = 0
         self.plan_failures = 0
@@ -307,7 +309,7 @@ class Mpc(RuleBased):
             obs = StepObs(now.timestamp() - dt_s, m.p_load_kw, m.cooling_kw_th, m.p_pv_avail_kw,
                           sum(winds) / len(winds) if winds else math.nan, math.nan, math.nan, grid, m.cop)
             self.history = (self.history + [tuple(obs)])[-self.HISTORY_STEPS:]
-            month = now.strftime("%Y-%m")
+            month = now.astimezone(self.zone).strftime("%Y-%m")
             if self.peak_month != month:
                 self.peak_month, self.peak_kw = month, 0.0
             if math.isfinite(grid):

@@ -107,3 +107,22 @@ def test_hil_sim_run_rejects_bad_options():
     assert out.returncode == 78 and "--days" in out.stderr and "ends at" in out.stderr
     out = subprocess.run([*base, "--fault", "offline:ghost"], capture_output=True, text=True, check=False, timeout=60, cwd=ROOT)
     assert out.returncode == 78 and "ghost" in out.stderr
+
+
+def test_mpc_lockstep_peak_month_is_the_tariff_month(site):
+    """The lock-step MPC's demand peak resets at the site's local month, as the planner and KPIs count it."""
+    import asyncio
+    from datetime import datetime
+
+    from hil_sim.lockstep import Mpc, RunResult
+
+    from ..edgectl.daemon.fakes import FakeFleet
+
+    assert site.site.timezone == "America/New_York"
+    mpc = Mpc(site)
+    fleet = FakeFleet(site, load_kw=1500.0, pv_avail_kw=0.0, wind_avail_kw=0.0)
+    result = RunResult(controller="mpc", plant=None, steps=1, dt_s=900.0, wall_s=0.0)
+    # 03:50 UTC on 1 July is 23:50 on 30 June in New York: June's peak
+    now = datetime.fromisoformat("2026-07-01T03:50:00+00:00")  # the simulated clock runs in UTC
+    asyncio.run(mpc.act(fleet, now, 900.0, result))
+    assert mpc.peak_month == "2026-06" and mpc.peak_kw > 0.0
