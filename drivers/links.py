@@ -387,7 +387,9 @@ class Link:
             return None
         if req.table in ("coil", "discrete"):
             bits = list(getattr(response, "bits", []) or [])
-            if len(bits) < req.count:
+            # pymodbus unpacks every data byte (8 bits each) and ignores the byte count: a reply with more
+            # or fewer data bytes than the request implies is out of step, not a longer answer
+            if len(bits) != 8 * ((req.count + 7) // 8):
                 self.stats.frame_errors += 1
                 raise FrameError(f"{self.key} unit {req.unit}: {len(bits)} bits for {req.count} requested")
             return [bool(b) for b in bits[:req.count]]
