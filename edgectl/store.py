@@ -219,10 +219,15 @@ class Store:
             raise StoreError(f"no state database at {self.path} (has the daemon run with this state_dir?)")
         try:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
-            version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read state database {self.path}: {exc}") from None
-        if version is None or int(version[0]) != SCHEMA_VERSION:
+        try:
+            version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot read state database {self.path}: {exc}") from None
+        if version is None or str(version[0]) != str(SCHEMA_VERSION):
+            conn.close()
             raise StoreError(f"state database {self.path} has schema version {version and version[0]!r}, "
                              f"this edgectl reads version {SCHEMA_VERSION}")
         return conn

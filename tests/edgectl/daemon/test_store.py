@@ -106,6 +106,33 @@ def test_readonly_without_database_is_a_clear_error(tmp_path: Path) -> None:
         Store(tmp_path / "nothing", readonly=True)
 
 
+def test_readonly_refusal_closes_its_connection(tmp_path: Path) -> None:
+    """A foreign or newer database refused by a reader (``edgectl status``) leaves no open file behind,
+    and a non-numeric schema version is a StoreError, not a ValueError."""
+    import os
+
+    foreign, newer, garbled = tmp_path / "foreign", tmp_path / "newer", tmp_path / "garbled"
+    for d in (foreign, newer, garbled):
+        d.mkdir()
+    sqlite3.connect(foreign / DB_NAME).execute("CREATE TABLE other (x)").connection.commit()
+    for d, version in ((newer, "99"), (garbled, "x1")):
+        conn = sqlite3.connect(d / DB_NAME)
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (version,))
+        conn.commit()
+        conn.close()
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    for _ in range(20):
+        for d, match in ((foreign, "cannot read"), (newer, "schema version '99'"), (garbled, "schema version 'x1'")):
+            with pytest.raises(StoreError, match=match):
+                Store(d, readonly=True)
+    assert open_fds() <= before + 2
+
+
 def test_telemetry_is_pruned_by_retention(tmp_path: Path) -> None:
     with Store(tmp_path, telemetry_retention_s=3600.0) as s:
         s.add_telemetry(NOW, [("meter", 0, {"p_kw": 1.0})])
