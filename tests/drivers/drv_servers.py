@@ -142,3 +142,21 @@ def site_with_devices(devices_toml: str, **daemon: float) -> Any:
 
         head = re.sub(rf"(?m)^{key} = [^\n#]*", f"{key} = {value}", head)
     return load_site_text(head + devices_toml)
+
+
+@contextlib.asynccontextmanager
+async def recording_tcp_server(devices: Sequence[Any], frames: list[bytes]) -> AsyncIterator[int]:
+    """Like :func:`tcp_server`, but every request frame the server receives is appended to ``frames``
+    (raw MBAP + PDU bytes), before the device sees it: what reached the wire, accepted or not."""
+    def trace(sending: bool, data: bytes) -> bytes:
+        if not sending:
+            frames.append(bytes(data))
+        return data
+
+    server = ModbusTcpServer(list(devices), address=("127.0.0.1", 0), trace_packet=trace)
+    await server.serve_forever(background=True)
+    port = server.transport.sockets[0].getsockname()[1]
+    try:
+        yield port
+    finally:
+        await server.shutdown()
