@@ -74,6 +74,10 @@ class Rogue:
             return frame(bytes([fc, len(payload)]) + payload) + other
         if m == "zero_length":
             return struct.pack(">HHHB", tid, 0, 0, unit)
+        if m == "coil_extra_byte":  # one coil asked, two data bytes sent (byte count consistent with them)
+            return frame(bytes([fc, 2, 1, 0xFF]))
+        if m == "coil_valid":
+            return frame(bytes([fc, 1, 1]))
         if m == "bytes_dribble_forever":
             return b"\x00"
         return None
@@ -153,5 +157,32 @@ async def test_hostile_reply_never_crashes_never_good_and_link_recovers(mode: st
                     await asyncio.sleep(0.05)
             assert recovered is not None and recovered["a"].value == 123, f"{mode}: link did not recover"
             assert recovered["b"].value == pytest.approx(456.7)
+        finally:
+            await link.close()
+
+
+CMAP = parse_map({"map": {"name": "c"}, "points": [
+    {"name": "k", "table": "coil", "address": 0, "type": "bool", "access": "rw", "description": "k"}]})
+
+
+async def test_coil_reply_with_more_data_bytes_than_asked_is_refused() -> None:
+    """pymodbus unpacks every data byte of a coil reply: a reply out of step with the request (here one
+    coil asked, two bytes answered) must be refused, not cut to the first bit (found by the fuzzer)."""
+    rogue = Rogue()
+    async with rogue_server(rogue) as port:
+        link = Link(f"tcp://127.0.0.1:{port}/1", options=OPTS)
+        dev = MapDevice(link, 1, CMAP)
+        try:
+            rogue.mode = "coil_extra_byte"
+            with pytest.raises(DriverError):
+                await dev.read("all")
+            rogue.mode = "coil_valid"
+            for _ in range(5):
+                try:
+                    values = await dev.read("all")
+                    break
+                except DriverError:
+                    await asyncio.sleep(0.05)
+            assert values["k"] == (True, Quality.GOOD)
         finally:
             await link.close()
