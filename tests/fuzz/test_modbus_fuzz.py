@@ -40,15 +40,23 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.codec import PointValue, canonical_type, compile_decoder, decode_point, decode_raw, encode_point, words_for
+from drivers.codec import (
+    PointValue,
+    canonical_type,
+    compile_decoder,
+    decode_point,
+    decode_raw,
+    encode_point,
+    words_for,
+)
 from drivers.device import MapDevice
 from drivers.errors import DriverError
 from drivers.fleet import Fleet
 from drivers.image import RegisterImage
 from drivers.links import Link, LinkOptions
 from drivers.maps import Point, RegisterMap, available_maps, load_map
-from drivers.planner import BlockPlanner
 from drivers.natures import BatterySetpoint, BreakerCommand, ChillerPlantCommand, PvLimit, WindLimit
+from drivers.planner import BlockPlanner
 from drivers.sunspec import build_image, decode_model, known_models, model_def
 from edgectl.glossary import Quality
 
@@ -163,7 +171,7 @@ def _encodings(p: Point, values: list[float]) -> list[list[int]]:
     for v in values:
         raw: float = (v - p.offset) / (p.scale or 1.0)
         try:
-            data = struct.pack(fmt, raw if fmt in (">f", ">d") else int(round(raw)))
+            data = struct.pack(fmt, raw if fmt in (">f", ">d") else round(raw))
         except (struct.error, OverflowError, ValueError):
             continue
         ws = [int.from_bytes(data[i:i + 2], "little" if p.byte_order == "little" else "big")
@@ -181,10 +189,8 @@ def _candidates(p: Point) -> list[list[int]]:
     lo = p.min if p.min is not None else -1e6
     hi = p.max if p.max is not None else 1e6
     for k in range(9):
-        try:
+        with contextlib.suppress(Exception):  # a value the type cannot hold
             out.append(encode_point(p, lo + (hi - lo) * k / 8, 0 if p.sf else None))
-        except Exception:  # noqa: BLE001 - a value the type cannot hold
-            pass
     out += [[w] * n for w in SPECIAL_WORDS]
     return out
 
