@@ -203,7 +203,7 @@ class RemoteLink:
         self._ready = threading.Event()  # connected and the command subscription acknowledged
         self._stopping = threading.Event()
         self._inbox: queue.SimpleQueue[tuple[str, dict[str, Any], bool, float]] = queue.SimpleQueue()
-        self._acked: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()
+        self._acked: queue.SimpleQueue[tuple[int, int | None]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._active: dict[str, Command] = {}
         self._active_lock = threading.Lock()
@@ -212,10 +212,11 @@ class RemoteLink:
         self._retained_lock = threading.Lock()
         self._backlog_historical = False
         self._pending_n = 0
+        self._conn_gen = 0  # bumped on every connect: the sender then hands every un-acked outbox row again
         self._sender: threading.Thread | None = None
         self._outbox: Outbox | None = None
         self._stats_lock = threading.Lock()
-        self._stats = {"sent": 0, "broker_refused": 0, "commands": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
+        self._stats = {"sent": 0, "broker_refused": 0, "broker_retry": 0, "commands": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
         self.connect_count = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -380,6 +381,17 @@ class RemoteLink:
             log.warning("broker %r refused the connection: %s", self.broker, reason)
             return
         self.connect_count += 1
+        # The outbox, not paho, owns the retransmission of telemetry and audit: paho's copies of what was
+        # in flight at the disconnect are dropped here (before paho's own re-send loop runs) and the sender
+        # hands every row not yet PUBACKed again, in seq order, on this connection. Other in-flight
+        # messages (command answers, discovery) are re-published as they were; state, plan and status are
+        # re-published below anyway.
+        outbox_topics = (self.topics.telemetry, self.topics.audit)
+        superseded = (self.topics.status, self.topics.state, self.topics.plan, *outbox_topics)
+        for m in client.drop_out_messages():
+            if m.topic not in superseded:
+                client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, properties=m.properties)
+        self._conn_gen += 1  # after the drop: a row handed before it is seen as lost and handed again
         client.publish(self.topics.status, b"online", qos=1, retain=True)
         client.subscribe(self.topics.cmd_filter, options=SubscribeOptions(
             qos=1, noLocal=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
@@ -404,7 +416,7 @@ class RemoteLink:
             log.error("broker refused the command subscription %s: %s", self.topics.cmd_filter, reasons)
 
     def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        self._acked.put((mid, bool(reason.is_failure)))
+        self._acked.put((mid, int(reason.value) if reason.is_failure else None))
         self._wake.set()
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -537,13 +549,21 @@ class RemoteLink:
     def _run_sender(self) -> None:
         assert self._outbox is not None
         outbox = self._outbox
-        pending: dict[int, int] = {}  # paho mid -> outbox seq
-        last_handed = 0
+        pending: dict[int, int] = {}  # paho mid -> outbox seq, on the current connection
+        last_handed = 0  # rows up to here were handed on the current connection (or are acked)
+        seen_gen = self._conn_gen
+        retry_at = 0.0  # monotonic time to hand again rows the broker refused for a transient reason
         next_expiry_check = 0.0
         while not self._stopping.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
             try:
+                if self._conn_gen != seen_gen:
+                    # new connection: whatever was handed before and not PUBACKed (paho's copies were
+                    # dropped in on_connect) is handed again from the oldest row (at least once, by seq)
+                    seen_gen = self._conn_gen
+                    pending.clear()
+                    last_handed = 0
                 batch = []
                 while True:
                     try:
@@ -559,14 +579,21 @@ class RemoteLink:
                 done: list[int] = []
                 while True:
                     try:
-                        mid, failed = self._acked.get_nowait()
+                        mid, code = self._acked.get_nowait()
                     except queue.Empty:
                         break
                     seq = pending.pop(mid, None)
-                    if seq is None:
+                    if seq is None:  # a PUBACK from an earlier connection, or not an outbox message
+                        continue
+                    if code is not None and code in _TRANSIENT_REFUSALS:
+                        # quota exceeded / unspecified: keep the row and hand it again in a moment
+                        log.warning("broker refused outbox seq %d for now (reason %#x); retrying", seq, code)
+                        self._count("broker_retry")
+                        last_handed = min(last_handed, seq - 1)
+                        retry_at = time.monotonic() + 1.0
                         continue
                     done.append(seq)
-                    self._count("broker_refused" if failed else "sent")
+                    self._count("broker_refused" if code is not None else "sent")
                 if done:
                     outbox.delete(done)
                 if self._connected.is_set() and self._retained_dirty:
@@ -575,12 +602,24 @@ class RemoteLink:
                         self._retained_dirty.clear()
                     for topic, payload in dirty:
                         self._client.publish(topic, payload, qos=1, retain=True)
-                if self._connected.is_set() and len(pending) < self._window:
-                    for row in outbox.after(last_handed, self._window - len(pending)):
+                if (self._connected.is_set() and len(pending) < self._window and time.monotonic() >= retry_at
+                        and self._conn_gen == seen_gen):
+                    in_flight = set(pending.values())
+                    for row in outbox.after(last_handed, self._window - len(pending) + len(in_flight)):
+                        if len(pending) >= self._window:
+                            break
+                        if row.seq in in_flight:  # handed on this connection, PUBACK pending
+                            last_handed = row.seq
+                            continue
                         body = json.loads(row.payload)
                         body["seq"] = row.seq
                         body["historical"] = row.historical
                         info = self._client.publish(row.topic, json.dumps(body, separators=(",", ":")).encode(), qos=1)
+                        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                            log.warning("paho did not take outbox seq %d: %s; retrying", row.seq,
+                                        mqtt.error_string(info.rc))
+                            retry_at = time.monotonic() + 1.0
+                            break
                         pending[info.mid] = row.seq
                         last_handed = row.seq
                 if self._backlog_historical and not pending and len(outbox) == 0 and self._inbox.empty():
@@ -614,6 +653,12 @@ class RemoteLink:
                     log.exception("on_expire callback failed")
         if expired:
             self._refresh_state()
+
+
+# PUBACK reasons worth a retry (the broker may take the message later): unspecified error,
+# implementation specific error, quota exceeded. Other failures (not authorized, topic name invalid,
+# packet too large, payload format invalid) are permanent: the row is dropped and counted.
+_TRANSIENT_REFUSALS = frozenset({0x80, 0x83, 0x97})
 
 
 def _ack(status: str, reason: str, applied: Any = None, expires_at: datetime | None = None) -> dict[str, Any]:
