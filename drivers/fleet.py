@@ -443,8 +443,10 @@ class _BatteryDriver(_SunSpecDriver):
         return float(self.cfg.reversion_timeout_s)
 
     def _p_w(self, empty: bool) -> Any:
-        w = self.m((802,), "W", empty)
-        return w if w is not None else self.m((701, *_INVERTER_MODELS), "W", empty)
+        # AC power at the inverter terminals (+ discharge) is what the POI balance needs; 802's W is the
+        # DC battery power (conversion losses inside, sign vendor-defined): only when no AC model exists
+        w = self.m((701, *_INVERTER_MODELS), "W", empty)
+        return w if w is not None else self.m((802,), "W", empty)
 
     def _primary_quality(self) -> Quality:
         return Quality.GOOD if self._p_w(False) is not None else Quality.INVALID

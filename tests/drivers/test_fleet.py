@@ -34,7 +34,7 @@ OPTS = LinkOptions(timeout_s=0.3, retries=0, backoff_min_s=0.2, backoff_max_s=1.
 
 
 class Park:
-    def __init__(self, *, battery_models: str = "704") -> None:
+    def __init__(self, *, battery_models: str = "704", battery_ac_w: float | None = None) -> None:
         self.meter = RegisterImage(load_map("grid_meter"), {"p_kw": 812.5, "q_kvar": -20.0, "f_hz": 50.02,
                                                             "v_ll1_v": 10010.0, "e_import_kwh": 12345.6,
                                                             "e_export_kwh": 78.9})
@@ -56,6 +56,8 @@ class Park:
         batt = [(1, {"Mn": "sim", "Md": "bess"}),
                 (802, {"SoC": 47.5, "SoC_SF": -1, "SoH": 96.0, "W": -300000.0, "W_SF": 2, "State": 3, "CtrlHb": 0,
                        "WChaRteMax": 1.0e6, "WDisChaRteMax": 9.0e5, "WChaDisChaMax_SF": 3})]
+        if battery_ac_w is not None:  # an inverter model with the AC power beside 802's DC power
+            batt.insert(1, (103, {"W": battery_ac_w, "W_SF": 2, "St": 4}))
         if battery_models == "704":
             batt.append((704, {"WSetEna": 0, "WSet": 0.0, "WSet_SF": 2, "WSetRvrtTms": 0}))
         else:
@@ -371,3 +373,11 @@ async def test_reading_time_is_the_time_of_its_primary_values() -> None:
         refuse["low"] = False
         c = (await fleet.poll("all"))["chillers"]
         assert c.ts == now[0] and c.quality == Quality.GOOD
+
+
+async def test_battery_power_is_the_ac_power_when_an_inverter_model_exists() -> None:
+    # 802 W is DC battery power (losses inside); the POI balance needs the AC power of model 103
+    park = Park(battery_ac_w=-292000.0)
+    async with park.serve() as site, Fleet.from_site(site, options=OPTS) as fleet:
+        b = (await fleet.poll("all"))["bess"]
+    assert isinstance(b, BatteryReading) and b.p_kw == pytest.approx(-292.0)
