@@ -19,9 +19,18 @@ import numpy as np
 from edgectl.config import SiteConfig
 from edgectl.dataset import tariff_import_prices
 from edgectl.dispatch.forecast import Forecaster
-from edgectl.dispatch.lp import Plan, PlanInputs, Planner, plant_params, weights_for
+from edgectl.dispatch.lp import Plan, Planner, plant_params, weights_for
+from edgectl.dispatch.policy import forecast_plan_inputs
+from edgectl.errors import DispatchError
 
-__all__ = ["StepObs", "build_planner", "horizon_steps", "plan_once"]
+__all__ = ["ForecastWarmingUp", "StepObs", "build_planner", "horizon_steps", "plan_once"]
+
+
+DAEMON_MIN_OBS = 1  # observed steps before the daemon plans (the bench waits for Forecaster.ready)
+
+
+class ForecastWarmingUp(DispatchError):
+    """No plan yet: the forecaster has less than a day of history (the fallback chain acts)."""
 
 
 class StepObs(NamedTuple):
@@ -54,7 +63,15 @@ def build_planner(site: SiteConfig) -> dict[str, Any]:
 
 
 def plan_once(site: SiteConfig, state: dict[str, Any], request: Any) -> Plan:
-    """Observe the request's new step history, forecast from the current step, solve."""
+    """Observe the request's new step history, forecast from the current step, solve.
+
+    The inputs come from :func:`edgectl.dispatch.policy.forecast_plan_inputs`, the policy `edgectl bench`
+    measures (COP at the forecast temperature, peak margin from the forecaster's own error, the site's
+    default carbon intensity until one is observed). One difference remains: the daemon plans from its
+    first observed step (``DAEMON_MIN_OBS``; its health treats a missing plan as ``plan-loss``), where the
+    bench holds the month peak with the storage until the forecaster has a day of history; without any
+    observation it raises :class:`ForecastWarmingUp` and the fallback chain acts.
+    """
     fc: Forecaster = state["forecaster"]
     cop_now = 3.0
     for obs in sorted((StepObs(*o) for o in request.history), key=lambda o: o.t_s):
@@ -73,23 +90,22 @@ def plan_once(site: SiteConfig, state: dict[str, Any], request: Any) -> Plan:
     step_s = site.dispatch.step_min * 60.0
     t0_s = math.floor(request.now.timestamp() / step_s) * step_s
     t0 = datetime.fromtimestamp(t0_s, UTC)
-    f = fc.forecast(t0)
     t_s = t0_s + step_s * np.arange(n)
     zone = ZoneInfo(site.site.timezone)
     first_month = t0.astimezone(zone).month
     month_slot = np.array(
         [0 if datetime.fromtimestamp(t, zone).month == first_month else 1 for t in t_s], dtype=int
     )
-    carbon = f.carbon_kg_per_kwh if fc.n_obs and np.any(f.carbon_kg_per_kwh > 0) else np.full(
-        n, site.carbon.default_intensity_kg_per_kwh)
-    inputs = PlanInputs(
-        pv_avail_kw=f.pv_kw, wind_avail_kw=f.wind_kw, load_kw=f.load_kw, cooling_kw_th=f.cooling_kw_th,
-        cop=np.full(n, cop_now),
-        price_import_per_kwh=tariff_import_prices(site, t_s),
-        price_export_per_kwh=np.full(n, site.tariff.export_price_per_kwh),
-        carbon_kg_per_kwh=carbon, month_slot=month_slot, soc_kwh=request.soc_kwh,
-        tank_kwh_th=request.tank_kwh_th, peak_so_far_kw=request.peak_so_far_kw, start=t0,
+    # the shared planning policy (also what `edgectl bench` measures as mpc)
+    made = forecast_plan_inputs(
+        site, fc, t0, price_import_per_kwh=tariff_import_prices(site, t_s),
+        price_export_per_kwh=np.full(n, site.tariff.export_price_per_kwh), month_slot=month_slot,
+        soc_kwh=request.soc_kwh, tank_kwh_th=request.tank_kwh_th, peak_so_far_kw=request.peak_so_far_kw,
+        cop_fallback=cop_now, min_obs=DAEMON_MIN_OBS,
     )
+    if made is None:
+        raise ForecastWarmingUp(f"forecaster has {fc.n_obs} of {fc.slots} steps of history: no plan yet")
+    inputs, _f = made
     weights = weights_for(site)
     if request.carbon_price_per_kg is not None:
         weights = weights.__class__(**{**weights.__dict__, "carbon_price_per_kg": request.carbon_price_per_kg})

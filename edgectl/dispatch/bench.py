@@ -60,7 +60,8 @@ from edgectl.dispatch.lp import (
     plant_params,
     weights_for,
 )
-from edgectl.dispatch.rbc import rbc_setpoints
+from edgectl.dispatch.policy import MARGIN_Z, forecast_plan_inputs, peak_hold_setpoints
+from edgectl.dispatch.rbc import CoolingReserve, rbc_setpoints
 from edgectl.dispatch.realtime import Measured, Setpoints, apply_limits
 from edgectl.errors import ConfigError, DispatchError
 from edgectl.physics import battery as batt_phys
@@ -73,11 +74,12 @@ CONTROLLERS = ("none", "rbc", "mpc", "perfect")
 TOL_KW = 0.5
 TOL_KWH = 0.5
 HOLD = "off"  # charging ceiling in the limit layer: off | month (peak so far) | plan (max of that and the plan)
-MARGIN_Z = 0.7
 BUFFER_H = 0.0
 DEMAND_FACTOR = 1.0
-WARMUP = "rbc"  # policy while the forecaster has less than a day of history: idle | rbc
+WARMUP = "hold"  # policy while the forecaster has less than a day of history: hold | idle | rbc
 SLOT_MARGIN = True
+WARMUP_MIN_OBS = 1
+WARMUP_DEMAND_X = 1.0
 
 
 # ------------------------------------------------------------------------------------------- truth
@@ -367,8 +369,12 @@ def _run_rbc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights) -> Result:
     t0 = time.perf_counter()
     plant = _Plant(site, p, tr, w, *_initial_state(p))
     prev = None
+    reserve = CoolingReserve(step_s=plant.dt_s)
     for i in range(tr.n):
-        sp, _ = rbc_setpoints(p, plant.measured(i, q_for_cop=float(tr.cooling_kw_th[i])), dt_s=plant.dt_s)
+        d = float(tr.cooling_kw_th[i])
+        sp, _ = rbc_setpoints(p, plant.measured(i, q_for_cop=d), dt_s=plant.dt_s,
+                              tank_reserve_kwh_th=reserve.reserve_kwh_th(p, now_kw_th=d))
+        reserve.observe(d)
         sp = _limit_with_true_cop(plant, i, sp, prev=prev)
         plant.step(i, sp)
         prev = sp.p_batt_kw
@@ -413,7 +419,7 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
     prev = None
     for i in range(tr.n):
         now = datetime.fromtimestamp(int(tr.t_unix_s[i]), tz=UTC)
-        warming = not oracle and not fc.ready  # no plan from less than a day of history: the chain runs rbc
+        warming = not oracle and (fc.n_obs < WARMUP_MIN_OBS if WARMUP == "plan" else not fc.ready)  # no plan from less than a day of history: the chain runs rbc
         warmup_steps += int(warming)
         if i % replan == 0 and not warming:
             if oracle:
@@ -421,17 +427,29 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
                             "pv": _window(tr.pv_kw, i, h, per_day), "wind": _window(tr.wind_kw, i, h, per_day),
                             "cop": _window(tr.cop_plan, i, h, per_day), "carbon": _window(tr.carbon, i, h, per_day)}
             else:
-                f = fc.forecast(now)
-                args = {"load": f.load_kw, "cooling": f.cooling_kw_th, "pv": f.pv_kw, "wind": f.wind_kw,
-                            "cop": plan_cop(site, f.temp_air_c), "carbon": f.carbon_kg_per_kwh,
-                            "margin": peak_margin_kw(fc, now if SLOT_MARGIN else None, z=MARGIN_Z)}
-                args["extra"] = BUFFER_H * float(np.mean(args["margin"][: max(1, round(60 / step_min))]))
+                made = forecast_plan_inputs(
+                    site, fc, now, price_import_per_kwh=_window(tr.price_import, i, h, per_day),
+                    price_export_per_kwh=_window(tr.price_export, i, h, per_day),
+                    month_slot=_month_slots(tr.month_key, i, h, per_day), soc_kwh=plant.soc, tank_kwh_th=plant.tank,
+                    peak_so_far_kw=plant.peak_so_far(i), z=MARGIN_Z,
+                    min_obs=WARMUP_MIN_OBS if WARMUP == "plan" else None)
+                assert made is not None  # not warming
+                inputs, f = made
+                if BUFFER_H:
+                    inputs = dataclasses.replace(inputs, reserve_extra_kwh=BUFFER_H * np.asarray(inputs.peak_margin_kw))
+                if not SLOT_MARGIN:
+                    inputs = dataclasses.replace(inputs, peak_margin_kw=peak_margin_kw(fc, None, z=MARGIN_Z))
                 for q, fq, aq in (("load_kw", f.load_kw, tr.load_kw), ("cooling_kw_th", f.cooling_kw_th, tr.cooling_kw_th),
                                   ("pv_kw", f.pv_kw, tr.pv_kw), ("wind_kw", f.wind_kw, tr.wind_kw),
                                   ("temp_air_c", f.temp_air_c, tr.temp_air_c)):
                     stats.add(q, fq, aq[i : i + h])
             try:
-                plan = planner.solve(_plan_inputs(tr, i, h, per_day, plant=plant, start=now, **args), w_plan)
+                if oracle:
+                    inputs = _plan_inputs(tr, i, h, per_day, plant=plant, start=now, **args)
+                w_use = w_plan
+                if not oracle and not fc.ready and WARMUP == "plan":
+                    w_use = dataclasses.replace(w_plan, demand_charge_per_kw_month=w_plan.demand_charge_per_kw_month * WARMUP_DEMAND_X)
+                plan = planner.solve(inputs, w_use)
                 solve_times.append(plan.solve_s)
                 chain.plan_done(plan, now)
             except DispatchError as exc:
@@ -446,6 +464,11 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
             elif HOLD == "plan":
                 ceiling = max(plant.peak_so_far(i), float(chain.plan.p_grid_kw[k]))
             sp = _limit_with_true_cop(plant, i, wanted, peak=chain.plan.peak_target_kw, prev=prev, ceiling=ceiling)
+        elif warming and WARMUP == "hold":
+            # no history yet: hold the import at the month's running peak with the storage
+            m = plant.measured(i, q_for_cop=float(tr.cooling_kw_th[i]))
+            sp, _ = peak_hold_setpoints(p, m, dt_s=plant.dt_s, peak_kw=plant.peak_so_far(i), p_batt_prev_kw=prev)
+            sp = _limit_with_true_cop(plant, i, sp, prev=prev, ceiling=max(plant.peak_so_far(i), 0.0) or None)
         elif warming and WARMUP == "idle":
             # no history yet: storage idle (chillers follow the demand) rather than spending it blind
             d = min(float(tr.cooling_kw_th[i]), p.chiller_capacity_kw_th) if p.has_chiller else 0.0

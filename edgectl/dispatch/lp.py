@@ -320,8 +320,8 @@ class PlanInputs:
     peak_margin_kw : ndarray or None
         Forecast uncertainty kept free under the month peak at each step [kW] (peak rows become
         ``imp + margin <= peak``), so that the plan holds storage back to absorb forecast error at peaks.
-    reserve_extra_kwh : float
-        Energy the plan keeps above the islanding reserve (same soft floor) [kWh]; the real-time layer
+    reserve_extra_kwh : float or ndarray
+        Energy the plan keeps above the islanding reserve (same soft floor), one value or one per step [kWh]; the real-time layer
         may use it down to the reserve to hold the month peak against forecast error.
     start : datetime or None
         UTC time of the first step (only stamped on the plan).
@@ -342,7 +342,7 @@ class PlanInputs:
     tank_kwh_th: float
     peak_so_far_kw: float = 0.0
     peak_margin_kw: np.ndarray | None = None
-    reserve_extra_kwh: float = 0.0
+    reserve_extra_kwh: float | np.ndarray = 0.0
     start: datetime | None = None
     terminal_batt_per_kwh: float | None = None
     terminal_tank_per_kwh_th: float | None = None
@@ -649,8 +649,12 @@ class Planner:
         rlo[self.r_tank] = -dt * demand
         rlo[self.r_tank[0]] += b * tank0
         rhi[self.r_tank] = rlo[self.r_tank]
-        extra = max(float(inputs.reserve_extra_kwh), 0.0) if math.isfinite(inputs.reserve_extra_kwh) else 0.0
-        rlo[self.r_res] = min(p.soc_reserve_kwh + extra, p.soc_max_kwh) if p.has_battery else -np.inf
+        extra = np.asarray(inputs.reserve_extra_kwh, dtype=float)
+        if extra.shape not in ((), (n,)):
+            raise DispatchError(f"plan input reserve_extra_kwh has shape {extra.shape}, expected () or ({n},)")
+        extra = np.broadcast_to(extra, (n,))
+        extra = np.where(np.isfinite(extra), np.maximum(extra, 0.0), 0.0)
+        rlo[self.r_res] = np.minimum(p.soc_reserve_kwh + extra, p.soc_max_kwh) if p.has_battery else -np.inf
         rhi[self.r_res] = np.inf
         rlo[self.r_peak] = -np.inf
         rhi[self.r_peak] = 0.0

@@ -195,3 +195,16 @@ def test_time_limit_raises_dispatch_error_and_the_planner_recovers(params):
     plan = planner.solve(inp, W)
     assert plan.status == "optimal"
     assert plan.objective == pytest.approx(Planner(params, n_steps=192).solve(inp, W).objective, rel=1e-7)
+
+
+def test_reserve_extra_per_step_holds_energy_only_where_asked(params, site):
+    planner = Planner(params, n_steps=96, step_min=15)
+    extra = np.zeros(96)
+    extra[68:88] = 800.0  # evening hours: keep 800 kWh above the islanding reserve
+    inp = dataclasses.replace(day_inputs(96, soc=params.soc_max_kwh), reserve_extra_kwh=extra)
+    plan = planner.solve(inp, weights_for(site))
+    assert np.all(plan.soc_kwh[68:88] >= params.soc_reserve_kwh + 800.0 - 1.0)
+    free = planner.solve(day_inputs(96, soc=params.soc_max_kwh), weights_for(site))
+    assert free.soc_kwh[68:88].min() < params.soc_reserve_kwh + 800.0 - 1.0  # without it the dear hours drain it
+    with pytest.raises(DispatchError, match="reserve_extra_kwh"):
+        planner.solve(dataclasses.replace(inp, reserve_extra_kwh=np.zeros(5)), weights_for(site))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from edgectl.dispatch.rbc import rbc_setpoints
 from edgectl.dispatch.realtime import Measured, grid_kw
 
@@ -38,3 +40,31 @@ def test_balanced_park_does_nothing(params):
     meas = m(p_load_kw=900.0, p_pv_avail_kw=1000.0, cooling_kw_th=500.0, tank_kwh_th=params.tank_max_kwh_th)
     sp, _ = rbc_setpoints(params, meas, dt_s=900.0)
     assert abs(sp.p_batt_kw) < 1e-6
+
+
+def test_cooling_reserve_covers_demand_above_the_plant_capacity(params):
+    from edgectl.dispatch.rbc import CoolingReserve, cooling_reserve_kwh_th
+
+    cap = params.chiller_capacity_kw_th
+    assert cooling_reserve_kwh_th(params, 0.5 * cap) == 0.0
+    assert cooling_reserve_kwh_th(params, cap, growth=1.1, cover_h=6.0) == pytest.approx(6.0 * 0.1 * cap)
+    r = CoolingReserve(step_s=900.0, window_h=1.0)
+    for d in (cap, 10.0, 10.0, 10.0):
+        r.observe(d)
+    assert r.max_kw_th == cap
+    r.observe(10.0)  # the hot step leaves the one-hour window
+    assert r.max_kw_th == 10.0
+
+
+def test_importing_keeps_the_tank_reserve_and_refills_below_it(params):
+    reserve = 2000.0
+    # importing, battery empty: the tank is drawn only down to floor + reserve
+    meas = m(soc_kwh=params.soc_reserve_kwh, cooling_kw_th=1000.0, tank_kwh_th=params.tank_min_kwh_th + reserve + 100.0)
+    sp, _ = rbc_setpoints(params, meas, dt_s=900.0, tank_reserve_kwh_th=reserve)
+    assert sp.q_chiller_kw_th == pytest.approx(1000.0 - 100.0 / 0.25)
+    # below the reserve: the chillers top the tank up even while importing
+    meas = m(soc_kwh=params.soc_reserve_kwh, cooling_kw_th=1000.0, tank_kwh_th=params.tank_min_kwh_th + reserve - 100.0)
+    sp, _ = rbc_setpoints(params, meas, dt_s=900.0, tank_reserve_kwh_th=reserve)
+    assert sp.q_chiller_kw_th == pytest.approx(1000.0 + 100.0 / 0.25)
+    with pytest.raises(ValueError, match="tank_reserve_kwh_th"):
+        rbc_setpoints(params, meas, dt_s=900.0, tank_reserve_kwh_th=-1.0)
