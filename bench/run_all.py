@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run_all.py [--quick] [--only NAME[,NAME...]]
 
-NAME is one of drivers, solver, dispatch, sim, daemon, remote, fuzz_config, soak. Without --quick the
+NAME is one of drivers, solver, dispatch, sim, daemon, remote, fuzz_config, fuzz_modbus, soak. Without --quick the
 full-length runs are made (a simulated year over Modbus, the dispatch year with every controller, a
 30-day soak): plan on one to two hours on a 2-core machine. --quick runs short versions (minutes).
 Exit status: the number of benchmarks that failed to run.
@@ -27,9 +27,10 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "daemon": (["--runs", "3", "--duration-s", "150"], ["--runs", "1", "--duration-s", "40"]),
     "remote": ([], ["--fuzz", "2000", "--acks", "50", "--pub", "5", "--outage", "600"]),
     "fuzz_config": ([], ["--cases", "1000"]),
+    "fuzz_modbus": ([], ["--decode", "2000", "--sunspec", "300", "--socket", "200", "--write", "500"]),
     "soak": (["--days", "30"], ["--days", "2"]),
 }
-SCRIPT = {name: HERE / (f"{name}.py" if name in ("soak", "fuzz_config") else f"bench_{name}.py") for name in BENCHES}
+SCRIPT = {name: HERE / (f"{name}.py" if name in ("soak", "fuzz_config", "fuzz_modbus") else f"bench_{name}.py") for name in BENCHES}
 
 
 def main(argv: list[str] | None = None) -> int:
