@@ -17,12 +17,15 @@ Controllers
     ``perfect``  one LP per calendar month (plus two days of look-ahead) with perfect foresight: the
                  physical limit; its setpoints pass through the same limit layer and plant
 
-The bench's ``mpc`` = the controller a site would run: plans from forecasts with a peak margin of
-``MARGIN_Z`` x the forecaster's own measured net-load error (by lead and time of day), no plan until the
-forecaster has a day of history (``WARMUP`` policy meanwhile), the chiller COP linearised at the forecast
-temperature (:func:`~edgectl.dispatch.lp.plan_cop`), the limit layer holding the plan's peak. The knobs
-``MARGIN_Z``, ``HOLD``, ``BUFFER_H``, ``DEMAND_FACTOR`` and ``WARMUP`` are module constants so that
-experiments can vary them; the defaults are the ones measured in the README.
+The bench's ``mpc`` = the controller a site would run, through the shared policy
+(:mod:`edgectl.dispatch.policy`, also the daemon's ``plan_once``): plans from forecasts with a peak margin
+of ``MARGIN_Z`` x the forecaster's own measured net-load error (by lead and time of day), the chiller COP
+linearised at the forecast temperature (:func:`~edgectl.dispatch.lp.plan_cop`), no plan until the
+forecaster has a day of history (``WARMUP`` policy meanwhile: ``hold`` =
+:func:`~edgectl.dispatch.policy.peak_hold_setpoints`), the limit layer holding the plan's peak. The knobs
+``MARGIN_Z``, ``HOLD``, ``BUFFER_H`` / ``BUFFER_MODE`` (battery energy kept back for forecast error,
+:func:`~edgectl.dispatch.policy.risk_reserve_kwh`), ``DEMAND_FACTOR`` and ``WARMUP`` are module constants
+so that experiments can vary them; the defaults are the ones measured in the README.
 
 Cost = import bill - export revenue + carbon price x grid kg CO2 + demand charge (monthly peak of the
 step-mean import, local calendar months) + battery wear, all with the site's prices (the file's
@@ -60,7 +63,7 @@ from edgectl.dispatch.lp import (
     plant_params,
     weights_for,
 )
-from edgectl.dispatch.policy import MARGIN_Z, forecast_plan_inputs, peak_hold_setpoints
+from edgectl.dispatch.policy import MARGIN_Z, forecast_plan_inputs, peak_hold_setpoints, risk_reserve_kwh
 from edgectl.dispatch.rbc import CoolingReserve, rbc_setpoints
 from edgectl.dispatch.realtime import Measured, Setpoints, apply_limits
 from edgectl.errors import ConfigError, DispatchError
@@ -79,6 +82,7 @@ DEMAND_FACTOR = 1.0
 WARMUP = "hold"  # policy while the forecaster has less than a day of history: hold | idle | rbc
 SLOT_MARGIN = True
 WARMUP_MIN_OBS = 1
+BUFFER_MODE = "risk"  # risk: energy of the forecast error in the next at-risk block | flat: BUFFER_H x margin
 WARMUP_DEMAND_X = 1.0
 
 
@@ -435,7 +439,10 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
                     min_obs=WARMUP_MIN_OBS if WARMUP == "plan" else None)
                 assert made is not None  # not warming
                 inputs, f = made
-                if BUFFER_H:
+                if BUFFER_H and BUFFER_MODE == "risk":
+                    inputs = dataclasses.replace(inputs, reserve_extra_kwh=BUFFER_H * risk_reserve_kwh(
+                        inputs, peak_kw=plant.peak_so_far(i), dt_h=step_min / 60.0))
+                elif BUFFER_H:
                     inputs = dataclasses.replace(inputs, reserve_extra_kwh=BUFFER_H * np.asarray(inputs.peak_margin_kw))
                 if not SLOT_MARGIN:
                     inputs = dataclasses.replace(inputs, peak_margin_kw=peak_margin_kw(fc, None, z=MARGIN_Z))
