@@ -203,7 +203,7 @@ class RemoteLink:
         self._ready = threading.Event()  # connected and the command subscription acknowledged
         self._stopping = threading.Event()
         self._inbox: queue.SimpleQueue[tuple[str, dict[str, Any], bool, float]] = queue.SimpleQueue()
-        self._acked: queue.SimpleQueue[tuple[int, int | None]] = queue.SimpleQueue()
+        self._acked: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # (mid, PUBACK reason code)
         self._wake = threading.Event()
         self._active: dict[str, Command] = {}
         self._active_lock = threading.Lock()
@@ -216,7 +216,7 @@ class RemoteLink:
         self._sender: threading.Thread | None = None
         self._outbox: Outbox | None = None
         self._stats_lock = threading.Lock()
-        self._stats = {"sent": 0, "broker_refused": 0, "broker_retry": 0, "commands": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
+        self._stats = {"sent": 0, "broker_refused": 0, "broker_retry": 0, "no_subscribers": 0, "commands": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
         self.connect_count = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -381,17 +381,10 @@ class RemoteLink:
             log.warning("broker %r refused the connection: %s", self.broker, reason)
             return
         self.connect_count += 1
-        # The outbox, not paho, owns the retransmission of telemetry and audit: paho's copies of what was
-        # in flight at the disconnect are dropped here (before paho's own re-send loop runs) and the sender
-        # hands every row not yet PUBACKed again, in seq order, on this connection. Other in-flight
-        # messages (command answers, discovery) are re-published as they were; state, plan and status are
-        # re-published below anyway.
-        outbox_topics = (self.topics.telemetry, self.topics.audit)
-        superseded = (self.topics.status, self.topics.state, self.topics.plan, *outbox_topics)
-        for m in client.drop_out_messages():
-            if m.topic not in superseded:
-                client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, properties=m.properties)
-        self._conn_gen += 1  # after the drop: a row handed before it is seen as lost and handed again
+        # The outbox owns the retransmission of telemetry and audit: on every connect the sender hands
+        # every row not yet PUBACKed again, in seq order, on this connection (whatever paho itself keeps
+        # or re-sends from before the disconnect; its copies may arrive too: duplicates carry the same seq).
+        self._conn_gen += 1
         client.publish(self.topics.status, b"online", qos=1, retain=True)
         client.subscribe(self.topics.cmd_filter, options=SubscribeOptions(
             qos=1, noLocal=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
@@ -416,7 +409,7 @@ class RemoteLink:
             log.error("broker refused the command subscription %s: %s", self.topics.cmd_filter, reasons)
 
     def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        self._acked.put((mid, int(reason.value) if reason.is_failure else None))
+        self._acked.put((mid, int(reason.value)))
         self._wake.set()
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -552,6 +545,7 @@ class RemoteLink:
         pending: dict[int, int] = {}  # paho mid -> outbox seq, on the current connection
         last_handed = 0  # rows up to here were handed on the current connection (or are acked)
         seen_gen = self._conn_gen
+        warned_no_sub = False
         retry_at = 0.0  # monotonic time to hand again rows the broker refused for a transient reason
         next_expiry_check = 0.0
         while not self._stopping.is_set():
@@ -559,9 +553,10 @@ class RemoteLink:
             self._wake.clear()
             try:
                 if self._conn_gen != seen_gen:
-                    # new connection: whatever was handed before and not PUBACKed (paho's copies were
-                    # dropped in on_connect) is handed again from the oldest row (at least once, by seq)
+                    # new connection: whatever was handed before and not PUBACKed is handed again from
+                    # the oldest row (at least once, by seq); PUBACKs of earlier mids are ignored
                     seen_gen = self._conn_gen
+                    warned_no_sub = False
                     pending.clear()
                     last_handed = 0
                 batch = []
@@ -585,7 +580,7 @@ class RemoteLink:
                     seq = pending.pop(mid, None)
                     if seq is None:  # a PUBACK from an earlier connection, or not an outbox message
                         continue
-                    if code is not None and code in _TRANSIENT_REFUSALS:
+                    if code in _TRANSIENT_REFUSALS:
                         # quota exceeded / unspecified: keep the row and hand it again in a moment
                         log.warning("broker refused outbox seq %d for now (reason %#x); retrying", seq, code)
                         self._count("broker_retry")
@@ -593,7 +588,17 @@ class RemoteLink:
                         retry_at = time.monotonic() + 1.0
                         continue
                     done.append(seq)
-                    self._count("broker_refused" if code is not None else "sent")
+                    if code >= 0x80:
+                        log.warning("broker refused outbox seq %d (reason %#x): dropped", seq, code)
+                        self._count("broker_refused")
+                        continue
+                    self._count("sent")
+                    if code == 0x10:  # accepted, but nobody (not even a persistent session) subscribed
+                        self._count("no_subscribers")
+                        if not warned_no_sub:
+                            warned_no_sub = True
+                            log.warning("broker had no subscriber for outbox seq %d (PUBACK 0x10): "
+                                        "delivered to nobody (further ones on this connection only counted)", seq)
                 if done:
                     outbox.delete(done)
                 if self._connected.is_set() and self._retained_dirty:
