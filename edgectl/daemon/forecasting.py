@@ -69,8 +69,8 @@ def plan_once(site: SiteConfig, state: dict[str, Any], request: Any) -> Plan:
     measures (COP at the forecast temperature, peak margin from the forecaster's own error, the site's
     default carbon intensity until one is observed). One difference remains: the daemon plans from its
     first observed step (``DAEMON_MIN_OBS``; its health treats a missing plan as ``plan-loss``), where the
-    bench holds the month peak with the storage until the forecaster has a day of history; without any
-    observation it raises :class:`ForecastWarmingUp` and the fallback chain acts.
+    bench runs its warm-up controller (rule-based by default) until the forecaster has a day of history;
+    without any observation it raises :class:`ForecastWarmingUp` and the fallback chain acts.
     """
     fc: Forecaster = state["forecaster"]
     cop_now = 3.0
