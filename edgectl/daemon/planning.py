@@ -110,10 +110,13 @@ def make_plan(site: SiteConfig, request: PlanRequest) -> Plan:
     """Forecast and solve one plan (runs in the worker; also callable in-process)."""
     from edgectl.daemon import forecasting  # deferred: numpy-heavy, worker only
 
-    key = "planner"
-    if key not in _STATE:
-        _STATE[key] = forecasting.build_planner(site)
-    return forecasting.plan_once(site, _STATE[key], request)
+    # one planner per process, for the site it was built for (in-process callers may change sites)
+    site_key = site.model_dump_json()
+    if _STATE.get("site") != site_key:
+        _STATE.clear()
+        _STATE["planner"] = forecasting.build_planner(site)
+        _STATE["site"] = site_key
+    return forecasting.plan_once(site, _STATE["planner"], request)
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, site: SiteConfig) -> None:  # pragma: no cover

@@ -88,3 +88,18 @@ def test_close_during_a_plan_returns_promptly_and_leaves_no_worker() -> None:
         os.kill(pid, 0)  # the worker process is gone
     with pytest.raises(DispatchError, match="closed"):
         w.plan(_request())
+
+
+def test_in_process_planner_follows_the_site_it_is_given() -> None:
+    # the per-process planner cache must not hand one site's model to another (lock-step scenarios
+    # and tests plan in-process for several sites in one process)
+    site = load_site_text(site_text())
+    short = site.model_copy(update={"dispatch": site.dispatch.model_copy(update={"horizon_h": 24.0})})
+    for s, steps in ((site, 192), (short, 96), (site, 192)):
+        w = PlanWorker(s, time_box_s=30.0, in_process=True)
+        try:
+            plan = w.plan(_request())
+        except DispatchError as exc:  # a forecaster still warming up plans nothing: not this test's matter
+            assert "warm" in str(exc).lower(), exc
+            continue
+        assert plan.n_steps == steps
