@@ -65,7 +65,10 @@ class Broker:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {self.dir}/\nmax_queued_messages 1000000\nset_tcp_nodelay true\n"
-            "log_type error\n", encoding="utf-8")
+            "log_type error\n"
+            # as root, mosquitto drops to user 'mosquitto', which cannot write this folder: no persistence
+            # file, so a restart forgot the observers' sessions and replayed telemetry reached nobody
+            + ("user root\n" if os.geteuid() == 0 else ""), encoding="utf-8")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
