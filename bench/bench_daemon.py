@@ -35,26 +35,8 @@ import itertools
 
 from hil import EDGECTL, DaemonProc, HilSim
 
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            text = (task / "children").read_text().split()
-            out += [int(x) for x in text]
-    except OSError:
-        pass
-    return out
+from hil_sim.fullstack import children as _children
+from hil_sim.fullstack import rss_kb as _rss_kb
 
 
 def one_run(sim: HilSim, *, duration_s: float, cycle_s: float, workdir: Path, nice: int | None = None

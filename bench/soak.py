@@ -36,14 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hil_sim.fullstack import Stack, rss_kb
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+from hil_sim.fullstack import Stack, children, rss_kb
 
 
 def random_faults(days: float, rng: random.Random) -> list[str]:

@@ -47,6 +47,17 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def children(pid: int) -> list[int]:
+    """Child process ids of a process, over all its threads (Linux /proc)."""
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(x) for x in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return out
+
+
 def _mosquitto() -> str:
     for c in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
         if c and Path(c).exists():
