@@ -10,26 +10,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Union
 
 from edgectl.glossary import Quality
 
 __all__ = [
-    "Quality",
-    "MeterReading",
-    "PvReading",
-    "WindReading",
     "BatteryReading",
-    "ChillerReading",
-    "ChillerPlantReading",
-    "SwitchgearReading",
-    "Reading",
-    "PvLimit",
-    "WindLimit",
     "BatterySetpoint",
-    "ChillerPlantCommand",
     "BreakerCommand",
+    "ChillerPlantCommand",
+    "ChillerPlantReading",
+    "ChillerReading",
     "Command",
+    "MeterReading",
+    "PvLimit",
+    "PvReading",
+    "Quality",
+    "Reading",
+    "SwitchgearReading",
+    "WindLimit",
+    "WindReading",
 ]
 
 
@@ -104,7 +103,7 @@ class SwitchgearReading(_Base):
     feeders_closed: dict[str, bool | None] = field(default_factory=dict)
 
 
-Reading = Union[MeterReading, PvReading, WindReading, BatteryReading, ChillerPlantReading, SwitchgearReading]
+Reading = MeterReading | PvReading | WindReading | BatteryReading | ChillerPlantReading | SwitchgearReading
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,4 +135,4 @@ class BreakerCommand:
     close: bool
 
 
-Command = Union[PvLimit, WindLimit, BatterySetpoint, ChillerPlantCommand, BreakerCommand]
+Command = PvLimit | WindLimit | BatterySetpoint | ChillerPlantCommand | BreakerCommand

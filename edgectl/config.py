@@ -12,7 +12,7 @@ import math
 import tomllib
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,9 +23,9 @@ __all__ = [
     "ConfigError",
     "LinkUrl",
     "SiteConfig",
-    "parse_link_url",
     "load_site",
     "load_site_text",
+    "parse_link_url",
     "validation_problems",
 ]
 
@@ -395,7 +395,7 @@ class Switchgear(_Device):
 
 
 Device = Annotated[
-    Union[Meter, PvInverter, WindTurbine, Battery, ChillerPlant, Switchgear], Field(discriminator="kind")
+    Meter | PvInverter | WindTurbine | Battery | ChillerPlant | Switchgear, Field(discriminator="kind")
 ]
 
 

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-__all__ = ["EdgectlError", "ConfigError", "DispatchError", "StoreError", "RemoteError", "EX_CONFIG"]
+__all__ = ["EX_CONFIG", "ConfigError", "DispatchError", "EdgectlError", "RemoteError", "StoreError"]
 
 EX_CONFIG = 78
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from .drv_servers import site_with_devices, tcp_server
 
 from drivers.fleet import Fleet
 from drivers.image import RegisterImage
@@ -29,6 +28,8 @@ from drivers.natures import (
 )
 from drivers.sunspec import build_image
 from edgectl.glossary import Quality
+
+from .drv_servers import site_with_devices, tcp_server
 
 OPTS = LinkOptions(timeout_s=0.3, retries=0, backoff_min_s=0.2, backoff_max_s=1.0)
 
@@ -341,8 +342,9 @@ async def test_poll_deadline_bounds_the_cycle_when_a_device_hangs() -> None:
 
 
 async def test_reading_time_is_the_time_of_its_primary_values() -> None:
-    from .drv_servers import with_exceptions
     from pymodbus.constants import ExcCodes
+
+    from .drv_servers import with_exceptions
 
     park = Park()
     refuse = {"low": False}

@@ -8,11 +8,12 @@ import shutil
 import sys
 
 import pytest
-from .drv_servers import silent_server, tcp_server, with_exceptions
 from pymodbus.constants import ExcCodes
 
 from drivers.image import ImageWriteError, RegisterImage
 from drivers.maps import load_map
+
+from .drv_servers import silent_server, tcp_server, with_exceptions
 
 
 async def _run(*args: str, timeout: float = 30.0) -> tuple[int, str, str]:

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-from .drv_servers import silent_server, tcp_server, with_exceptions
 from pymodbus.constants import ExcCodes
 
 from drivers.device import MapDevice
@@ -16,6 +15,8 @@ from drivers.links import Link, LinkOptions
 from drivers.maps import load_map, parse_map
 from drivers.planner import BlockPlanner
 from edgectl.glossary import Quality
+
+from .drv_servers import silent_server, tcp_server, with_exceptions
 
 FAST = LinkOptions(timeout_s=0.2, retries=0, backoff_min_s=0.5, backoff_max_s=2.0, reconnect_min_s=0.3)
 

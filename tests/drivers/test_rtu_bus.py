@@ -7,13 +7,14 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from .drv_servers import pty_pair, rtu_server, site_with_devices
 
 from drivers.fleet import Fleet
 from drivers.image import RegisterImage
 from drivers.links import LinkOptions
 from drivers.maps import load_map
 from edgectl.glossary import Quality
+
+from .drv_servers import pty_pair, rtu_server, site_with_devices
 
 OPTS = LinkOptions(rtu_turnaround_s=0.05, retries=0, backoff_min_s=0.5, backoff_max_s=2.0)
 

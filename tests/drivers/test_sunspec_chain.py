@@ -12,13 +12,14 @@ import json
 import sys
 
 import pytest
-from .drv_servers import tcp_server, with_exceptions
 from pymodbus.constants import ExcCodes
 
 from drivers.errors import SunSpecError, WriteError
 from drivers.links import Link, LinkOptions
 from drivers.sunspec import build_image, decode_model, encode_model, model_def
 from drivers.sunspec_client import SunSpecDevice
+
+from .drv_servers import tcp_server, with_exceptions
 
 OPTS = LinkOptions(timeout_s=0.5, retries=0, backoff_min_s=0.0, backoff_max_s=0.0)
 

@@ -113,7 +113,7 @@ def test_rtu_urls_parse_and_reject_bad_parameters() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edgectl.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "edgectl.cli", *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_check_config_cli_exit_codes(tmp_path: Path) -> None:

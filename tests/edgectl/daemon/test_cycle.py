@@ -10,14 +10,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from .conftest import site_text
-from .fakes import FakeFleet, fake_factory
 
 from drivers.natures import BatterySetpoint, PvLimit, WindLimit
 from edgectl.config import load_site_text
 from edgectl.daemon.notify import Notifier
 from edgectl.daemon.service import Daemon
 from edgectl.store import Store
+
+from .conftest import site_text
+from .fakes import FakeFleet, fake_factory
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,9 +16,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from .hil import EDGECTL, DaemonProc, HilSim, wait_until
 
 from edgectl.store import Store
+
+from .hil import EDGECTL, DaemonProc, HilSim, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

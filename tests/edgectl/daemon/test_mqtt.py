@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from .hil import EDGECTL, DaemonProc, HilSim, wait_until
 
 from edgectl.store import Store
+
+from .hil import EDGECTL, DaemonProc, HilSim, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from .conftest import site_text
 
 from edgectl.config import load_site_text
 from edgectl.daemon.planning import PlanRequest, PlanWorker, plan_from_dict, plan_to_dict
 from edgectl.errors import DispatchError
+
+from .conftest import site_text
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from .hil import EXAMPLE, DaemonProc, wait_until
 
 from drivers.fleet import Fleet
 from edgectl.config import load_site_text
 from edgectl.store import Store
+
+from .hil import EXAMPLE, DaemonProc, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 HIL_SIM = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "hil-sim"

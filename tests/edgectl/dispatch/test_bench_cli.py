@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from .conftest import EXAMPLE_SITE
 
 from edgectl.cli import main
+
+from .conftest import EXAMPLE_SITE
 
 
 def write_site(tmp_path, *, horizon_h=12.0, drop_kinds=(), export_limit_kw=None):

@@ -6,12 +6,12 @@ import logging
 import math
 from datetime import UTC, datetime, timedelta
 
-from .dispatch_helpers import day_inputs
-
 from edgectl.dispatch.fallback import FallbackChain
 from edgectl.dispatch.lp import Planner, Weights
 from edgectl.dispatch.realtime import Measured
 from edgectl.errors import DispatchError
+
+from .dispatch_helpers import day_inputs
 
 T0 = datetime(2025, 7, 1, tzinfo=UTC)
 M = Measured(p_load_kw=1500.0, p_pv_avail_kw=0.0, p_wind_avail_kw=0.0, cooling_kw_th=0.0, cop=5.0, soc_kwh=1000.0,

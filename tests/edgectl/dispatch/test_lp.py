@@ -7,11 +7,12 @@ from datetime import UTC
 
 import numpy as np
 import pytest
-from .dispatch_helpers import day_inputs
 
 from edgectl.dispatch.lp import Planner, Weights, plan_cop, weights_for
 from edgectl.errors import DispatchError
 from edgectl.physics import battery as batt_phys
+
+from .dispatch_helpers import day_inputs
 
 W = Weights(energy=1.0, wear_per_kwh=0.01)
 

@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from .conftest import Broker
 
 from edgectl.cli import main
 from edgectl.config import SiteConfig
 from edgectl.remote import RemoteLink
+
+from .conftest import Broker
 
 
 @pytest.fixture

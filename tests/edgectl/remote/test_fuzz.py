@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
-from .remote_payloads import commands, valid_setpoint
 
 from edgectl.config import SiteConfig
 from edgectl.remote import Accepted, Command, Rejected, validate_command
+
+from .remote_payloads import commands, valid_setpoint
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

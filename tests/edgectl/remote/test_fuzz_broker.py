@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from .conftest import Broker
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from .remote_payloads import NAMES, payloads, plausible, valid_setpoint
 
 from edgectl.config import SiteConfig
 from edgectl.remote import COMMANDS, Command, RateLimiter, RemoteLink
 from edgectl.remote.link import BrokerUrl, make_client
+
+from .conftest import Broker
+from .remote_payloads import NAMES, payloads, plausible, valid_setpoint
 
 
 def test_random_payloads_through_broker(broker: Broker, site: SiteConfig, tmp_path: Path) -> None:

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from .conftest import PASSWORDS, Broker, Watcher, site_with
 
 from edgectl.config import SiteConfig
 from edgectl.errors import RemoteError
 from edgectl.remote import Command, RateLimiter, RemoteLink
 from edgectl.remote.cli import send_command
+
+from .conftest import PASSWORDS, Broker, Watcher, site_with
 
 
 class Recorder:

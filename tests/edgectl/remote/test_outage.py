@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from .conftest import Broker, site_with
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgectl.config import SiteConfig
 from edgectl.remote import Outbox, RemoteLink
 from edgectl.remote.link import BrokerUrl, make_client
+
+from .conftest import Broker, site_with
 
 
 class CompressedClock:

@@ -13,11 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from .conftest import EXAMPLE_SITE, PASSWORDS, Broker, Watcher, free_port
-
 from drivers.fleet import Fleet
 from drivers.natures import BatteryReading
 from edgectl.config import load_site
+
+from .conftest import EXAMPLE_SITE, PASSWORDS, Broker, Watcher, free_port
 
 BIN = Path(sys.executable).parent
 
