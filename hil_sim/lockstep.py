@@ -40,6 +40,7 @@ from drivers.natures import (
     WindReading,
 )
 from edgectl.config import SiteConfig
+from edgectl.physics.wind import ref_wind_speed_ms
 from hil_sim.clock import SimClock
 from hil_sim.errors import LoopError
 from hil_sim.faces import Adapter, build_faces
@@ -304,7 +305,7 @@ class Mpc(RuleBased):
         if m is not None:
             meter = snap.good(self.site.meter.id)
             grid = meter.p_kw if isinstance(meter, MeterReading) and meter.p_kw is not None else math.nan
-            winds = [_to_10m(r.wind_ms, wt.hub_height_m, wt.shear_exponent) for wt in self.site.of_kind("wind")
+            winds = [ref_wind_speed_ms(r.wind_ms, hub_height_m=wt.hub_height_m, shear_exponent=wt.shear_exponent) for wt in self.site.of_kind("wind")
                      if isinstance(r := snap.good(wt.id), WindReading) and r.wind_ms is not None]
             obs = StepObs(now.timestamp() - dt_s, m.p_load_kw, m.cooling_kw_th, m.p_pv_avail_kw,
                           sum(winds) / len(winds) if winds else math.nan, math.nan, math.nan, grid, m.cop)
@@ -355,11 +356,6 @@ class Mpc(RuleBased):
     def info(self) -> dict[str, Any]:
         return {"plans": self.plans, "plan_failures": self.plan_failures,
                 "sources": dict(self.sources), "failures": dict(self.chain.failures)}
-
-
-def _to_10m(v_hub_ms: float, hub_height_m: float, shear: float) -> float:
-    """Hub-height wind speed back to the 10-m reference the forecasts use (power law) [m/s]."""
-    return float(v_hub_ms) * (10.0 / hub_height_m) ** shear
 
 
 def make_controller(name: str, site: SiteConfig) -> Any:

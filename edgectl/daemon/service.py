@@ -73,6 +73,7 @@ from edgectl.dispatch.fallback import FallbackChain
 from edgectl.dispatch.lp import Plan, plant_params
 from edgectl.errors import DispatchError
 from edgectl.glossary import Quality
+from edgectl.physics.wind import ref_wind_speed_ms
 from edgectl.store import SetpointRecord, Store
 
 __all__ = ["TELEMETRY_PERIOD_S", "Daemon", "FleetLike"]
@@ -673,7 +674,7 @@ class Daemon:
         if m is not None:
             meter = snap.good(self.site.meter.id)
             wind_10m = [
-                _to_10m(r.wind_ms, wt.hub_height_m, wt.shear_exponent)
+                ref_wind_speed_ms(r.wind_ms, hub_height_m=wt.hub_height_m, shear_exponent=wt.shear_exponent)
                 for wt in self.site.wind if isinstance(r := snap.good(wt.id), WindReading) and r.wind_ms is not None
             ]
             self._step_acc.add({
@@ -784,10 +785,6 @@ class Daemon:
         if self.remote is not None:
             with contextlib.suppress(Exception):
                 self.remote.publish_plan({"id": pid, "created": created.isoformat(), **payload})
-
-
-def _to_10m(v_hub_ms: float, hub_height_m: float, shear: float) -> float:
-    return float(v_hub_ms) * (10.0 / hub_height_m) ** shear
 
 
 def _numbers(rd: Reading) -> dict[str, float]:

@@ -27,6 +27,7 @@ __all__ = [
     "curve_power_kw",
     "hub_wind_speed_ms",
     "power_curve",
+    "ref_wind_speed_ms",
     "turbine_types",
     "wind_output_kw",
 ]
@@ -102,6 +103,13 @@ def hub_wind_speed_ms(
     ref_height_m : measurement height [m]
     """
     return np.asarray(wind_ref_ms, dtype=float) * (hub_height_m / ref_height_m) ** shear_exponent
+
+
+def ref_wind_speed_ms(
+    wind_hub_ms: float, *, hub_height_m: float, shear_exponent: float, ref_height_m: float = 10.0
+) -> float:
+    """Inverse of :func:`hub_wind_speed_ms`: a hub-height (nacelle) reading back to ``ref_height_m`` [m/s]."""
+    return float(wind_hub_ms) * (ref_height_m / hub_height_m) ** shear_exponent
 
 
 def curve_power_kw(wind_hub_ms: ArrayLike, curve: PowerCurve) -> np.ndarray:

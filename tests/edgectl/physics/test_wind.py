@@ -16,6 +16,8 @@ def test_shear_power_law() -> None:
     v = wind.hub_wind_speed_ms(5.0, hub_height_m=73.0, shear_exponent=0.143)
     assert float(v) == pytest.approx(5.0 * math.exp(0.143 * math.log(7.3)))
     assert float(v) == pytest.approx(6.64393, abs=1e-5)
+    # and back: a 6.64393 m/s nacelle reading is 5 m/s at 10 m
+    assert wind.ref_wind_speed_ms(6.64393, hub_height_m=73.0, shear_exponent=0.143) == pytest.approx(5.0, abs=1e-5)
 
 
 def test_e53_curve_points_interpolation_and_cut_out() -> None:
