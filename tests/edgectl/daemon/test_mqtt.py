@@ -19,6 +19,11 @@ from .hil import EDGECTL, DaemonProc, HilSim, wait_until
 pytestmark = pytest.mark.timeout(120)
 
 
+def _audit_actions(state_dir: Path) -> list[str]:
+    with Store(state_dir, readonly=True) as st:
+        return [a.action for a in st.audit_log(limit=500)]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -69,6 +74,8 @@ def test_remote_commands_reach_the_devices_and_expire(tmp_path: Path, mosquitto:
                 [str(EDGECTL), "status", "--state-dir", str(tmp_path / "state"), "--json"],
                 check=True, capture_output=True, text=True).stdout)["mode"] == "auto", 15.0, "mode expired")
             assert time.monotonic() - t0 < 10.0
+            # status derives "auto" from the expiry time alone; the cycle audits the expiry at its next start
+            wait_until(lambda: "expired mode" in _audit_actions(tmp_path / "state"), 10.0, "expiry audited")
             assert d.terminate() == 0
         finally:
             d.close()
