@@ -202,6 +202,10 @@ class RemoteLink:
         self._connected = threading.Event()
         self._ready = threading.Event()  # connected and the command subscription acknowledged
         self._stopping = threading.Event()
+        # ``online`` is announced once commands can be received (SUBACK) and ``offline`` by stop(): both
+        # under this lock, with ``_closing`` set by stop(), so a late SUBACK never re-announces ``online``.
+        self._status_lock = threading.Lock()
+        self._closing = False
         self._inbox: queue.SimpleQueue[tuple[str, dict[str, Any], bool, float]] = queue.SimpleQueue()
         self._acked: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # (mid, PUBACK reason code)
         self._wake = threading.Event()
@@ -236,6 +240,8 @@ class RemoteLink:
         self._outbox = Outbox(self._db_path, max_messages=self._outbox_max)
         self._backlog_historical = self._outbox.has_historical() or len(self._outbox) > 0
         self._stopping.clear()
+        with self._status_lock:
+            self._closing = False
         self._sender = threading.Thread(target=self._run_sender, name="edgectl-remote-sender", daemon=True)
         self._sender.start()
         try:
@@ -253,8 +259,11 @@ class RemoteLink:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.02)
-        if self._connected.is_set():
-            info = self._client.publish(self.topics.status, b"offline", qos=1, retain=True)
+        with self._status_lock:
+            self._closing = True
+            info = (self._client.publish(self.topics.status, b"offline", qos=1, retain=True)
+                    if self._connected.is_set() else None)
+        if info is not None:
             try:
                 info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
             except (RuntimeError, ValueError):
@@ -385,7 +394,6 @@ class RemoteLink:
         # every row not yet PUBACKed again, in seq order, on this connection (whatever paho itself keeps
         # or re-sends from before the disconnect; its copies may arrive too: duplicates carry the same seq).
         self._conn_gen += 1
-        client.publish(self.topics.status, b"online", qos=1, retain=True)
         client.subscribe(self.topics.cmd_filter, options=SubscribeOptions(
             qos=1, noLocal=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
         with self._retained_lock:
@@ -404,6 +412,9 @@ class RemoteLink:
 
     def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if all(not r.is_failure for r in reasons):
+            with self._status_lock:
+                if not self._closing:  # commands can be received from now on: say so
+                    client.publish(self.topics.status, b"online", qos=1, retain=True)
             self._ready.set()
         else:
             log.error("broker refused the command subscription %s: %s", self.topics.cmd_filter, reasons)
