@@ -4,7 +4,8 @@ then the dispatch bench table for the example year (``bench/bench_dispatch.py``)
     .venv/bin/python bench/bench_solver.py [--samples 300] [--skip-year] [--days N]
 
 Inputs are real: horizons cut from the example year (``hil_sim/data/park_year.csv``) at random start
-steps, with the example site's prices, PV, wind, load, cooling and COP, and a random initial SoC / tank.
+steps, with the example site's prices, PV, wind, load, cooling and COP, a random initial SoC / tank / month
+peak, and a peak margin growing with lead time, as the model forecasts give (it fills the risk bands).
 Three timings per horizon, each over ``--samples`` solves:
 
 * ``build+solve``  a new :class:`~edgectl.dispatch.lp.Planner` (sparse structure) plus one cold solve
@@ -49,6 +50,7 @@ def horizon_inputs(tr, i: int, n: int, rng: np.random.Generator, p) -> PlanInput
         soc_kwh=float(rng.uniform(p.soc_min_kwh, p.soc_max_kwh)),
         tank_kwh_th=float(rng.uniform(p.tank_min_kwh_th, p.tank_max_kwh_th)),
         peak_so_far_kw=float(rng.uniform(0.0, 2500.0)),
+        peak_margin_kw=np.linspace(1.0, 2.0, n) * float(rng.uniform(30.0, 150.0)),  # the forecaster's size
     )
 
 

@@ -199,6 +199,7 @@ class Dispatch(_Strict):
     solver_time_limit_s: Annotated[float, Field(gt=0.0, le=600.0)] = 10.0
     battery_wear_per_kwh: Annotated[float, Field(ge=0.0, le=10.0)] = 0.02
     import_weight_per_kwh: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+    peak_risk: Annotated[float, Field(ge=0.0, le=10.0)] = 0.3
 
     @model_validator(mode="after")
     def _steps_fit(self) -> Dispatch:

@@ -524,7 +524,7 @@ def perfect_plan(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, loo
         hsteps = e - a
         planner = planners.get(hsteps)
         if planner is None:
-            planner = Planner(p, n_steps=hsteps, step_min=tr.step_s / 60.0, time_limit_s=120.0)
+            planner = Planner(p, n_steps=hsteps, step_min=tr.step_s / 60.0, time_limit_s=120.0, risk_bands=0)
             planners[hsteps] = planner
         inp = PlanInputs(
             pv_avail_kw=tr.pv_kw[a:e], wind_avail_kw=tr.wind_kw[a:e], load_kw=tr.load_kw[a:e],

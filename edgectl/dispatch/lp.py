@@ -15,6 +15,7 @@ Variables
                             exceed its cap because generation can always be curtailed
     ``short_kwh``           shortfall below the islanding reserve (soft SoC floor)
     ``peak_kw[m]``          peak import of calendar month slot ``m`` (0 = month of the first step, 1 = next)
+    ``risk_kw[k]``          import inside risk band ``k`` under the month peak (``k = 1 .. risk_bands``)
 
 Rows
     balance     ``imp + imp_over - exp + gen + dis - ch - q / cop_t = load``          (electric, kW)
@@ -24,11 +25,22 @@ Rows
     ``imp <= import_limit``, ``exp <= export_limit``)
     reserve     ``soc + short >= reserve``
     peak        ``imp + imp_over - peak[m(t)] <= -margin_t``, ``peak[m] >= peak so far in month m``
+    risk        ``risk_k - imp - imp_over + peak[m(t)] >= margin_t (1 + k PEAK_RISK_SPACING)``, ``risk_k >= 0``
 
 Objective (minimised, currency)
     ``sum dt (w_energy price_imp + carbon_price ci + import_weight) imp - dt w_energy price_exp exp
     + wear dt (ch + dis) + demand_charge w_energy sum_m peak[m] + penalties
-    - terminal_value_batt soc_T - terminal_value_tank tank_T``
+    + peak_risk dt sum_k risk_k - terminal_value_batt soc_T - terminal_value_tank tank_T``
+
+The peak margin only keeps the plan a forecast error's width under the month peak. Among plans of equal
+energy cost it is indifferent to how close to that line the import runs, and the tank's losses and the
+battery's self-discharge then make it spend both stores as early as the tariff period allows: a later
+forecast miss finds them empty and sets a new month peak. The risk bands price running close to the
+peak: ``risk_bands`` bands of ``PEAK_RISK_SPACING`` margins each below the margin line, each costing
+``peak_risk_per_kwh`` per kWh imported inside it, a convex piecewise-linear stand-in for the expected
+demand charge of a forecast error. The plan then spreads the storage over the highest net load (on the
+example year: monthly peaks 100-200 kW lower, see the README). Without a margin (perfect forecasts) the
+bands are empty.
 
 The chiller's COP enters the balance row as the coefficient ``-1/cop_t``, computed before the solve
 from the forecast outdoor temperature (a linearisation at the forecast, so no binary is needed).
@@ -79,6 +91,12 @@ PENALTY_RESERVE_PER_KWH_H = 500.0
 _BLOCKS = ("gen", "ch", "dis", "soc", "q", "tank", "unmet", "imp", "exp", "imp_over", "short")
 _B = {name: i for i, name in enumerate(_BLOCKS)}
 N_MONTH_SLOTS = 2
+PEAK_RISK_BANDS = 3
+"""Risk bands under the month peak (see the module docstring); 0 builds the model without them."""
+PEAK_RISK_SPACING = 1.5
+"""Depth of each risk band in units of the step's peak margin [-]."""
+HOURS_PER_MONTH = 730.0
+"""Mean hours in a month: turns the demand charge [currency/(kW month)] into a rate [currency/kWh]."""
 
 
 # ------------------------------------------------------------------------------------------- weights
@@ -100,6 +118,8 @@ class Weights:
         Battery wear per kWh of throughput (charge + discharge) [currency/kWh].
     demand_charge_per_kw_month : float
         Demand charge on the month's peak import [currency/(kW month)].
+    peak_risk_per_kwh : float
+        Cost of each kWh planned inside each risk band under the month peak [currency/kWh].
     """
 
     energy: float = 1.0
@@ -107,6 +127,7 @@ class Weights:
     import_weight_per_kwh: float = 0.0
     wear_per_kwh: float = 0.0
     demand_charge_per_kw_month: float = 0.0
+    peak_risk_per_kwh: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -121,7 +142,8 @@ def weights_for(site: SiteConfig, objective: str | None = None) -> Weights:
     ``cost`` uses the site's carbon price and import weight as configured. ``carbon`` raises the carbon
     price so that one kg of CO2 costs as much as the dearest kWh of the tariff at the default intensity
     (or the configured carbon price if higher). ``self-sufficiency`` adds an import weight equal to the
-    dearest tariff price (or the configured weight if higher). Wear and demand charge always apply.
+    dearest tariff price (or the configured weight if higher). Wear, demand charge and the peak risk
+    bands (``dispatch.peak_risk`` x the demand charge spread over a month's hours, per kWh) always apply.
     """
     name = objective or site.dispatch.objective
     tariff = site.tariff
@@ -132,6 +154,7 @@ def weights_for(site: SiteConfig, objective: str | None = None) -> Weights:
         import_weight_per_kwh=site.dispatch.import_weight_per_kwh,
         wear_per_kwh=site.dispatch.battery_wear_per_kwh,
         demand_charge_per_kw_month=tariff.demand_charge_per_kw_month,
+        peak_risk_per_kwh=site.dispatch.peak_risk * tariff.demand_charge_per_kw_month / HOURS_PER_MONTH,
     )
     if name == "cost":
         return base
@@ -431,16 +454,22 @@ class Planner:
     warm_start : bool
         After the first solve, refill the numbers inside HiGHS (costs, bounds, changed coefficients)
         so that it re-solves from the previous basis; ``False`` passes the whole model every time.
+    risk_bands : int
+        Risk bands under the month peak (``PEAK_RISK_BANDS``); 0 leaves them out of the model (for
+        plans made with perfect forecasts, which have no margin).
     """
 
     def __init__(self, params: PlantParams, *, n_steps: int, step_min: float = 15.0, time_limit_s: float = 10.0,
-                 warm_start: bool = True):
+                 warm_start: bool = True, risk_bands: int = PEAK_RISK_BANDS):
         if not (isinstance(n_steps, int) and 1 <= n_steps <= 200_000):
             raise ValueError(f"n_steps={n_steps!r} is not allowed: integer in [1, 200000]")
         if not (0.0 < step_min <= 1440.0):
             raise ValueError(f"step_min={step_min!r} is not allowed: (0, 1440]")
         if not (0.0 < time_limit_s <= 3600.0):
             raise ValueError(f"time_limit_s={time_limit_s!r} is not allowed: (0, 3600]")
+        if not (isinstance(risk_bands, int) and 0 <= risk_bands <= 10):
+            raise ValueError(f"risk_bands={risk_bands!r} is not allowed: integer in [0, 10]")
+        self.risk_bands = risk_bands
         self.params = params
         self.n = n_steps
         self.step_min = float(step_min)
@@ -461,8 +490,9 @@ class Planner:
         n = self.n
         t = np.arange(n)
         c = self._col
-        self.n_col = len(_BLOCKS) * n + N_MONTH_SLOTS
         self.peak_col = len(_BLOCKS) * n
+        self.risk_col = self.peak_col + N_MONTH_SLOTS  # risk_kw[k, t] at risk_col + k n + t
+        self.n_col = self.risk_col + self.risk_bands * n
         rows: list[np.ndarray] = []
         cols: list[np.ndarray] = []
         vals: list[np.ndarray] = []
@@ -517,6 +547,18 @@ class Planner:
         for m in range(N_MONTH_SLOTS):
             add(self.r_peak, np.full(n, self.peak_col + m), 0.0)
         row0 += n
+        # risk rows (bands x n): risk_k - imp - imp_over + peak[slot] >= depth_k (slot coefficients as above)
+        self.r_risk = row0 + np.arange(self.risk_bands * n)
+        risk_slot = []
+        for k in range(self.risk_bands):
+            rk = self.r_risk[k * n : (k + 1) * n]
+            add(rk, self.risk_col + k * n + t, 1.0)
+            add(rk, c("imp", t), -1.0)
+            add(rk, c("imp_over", t), -1.0)
+            risk_slot.append(sum(len(r) for r in rows))
+            for m in range(N_MONTH_SLOTS):
+                add(rk, np.full(n, self.peak_col + m), 0.0)
+        row0 += self.risk_bands * n
         self.n_row = row0
 
         r = np.concatenate(rows)
@@ -531,6 +573,7 @@ class Planner:
         self._a_start = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
         self._cop_pos = self._inv[self._cop_slot : self._cop_slot + n]
         self._peak_pos = [self._inv[self._peak_slot + m * n : self._peak_slot + (m + 1) * n] for m in range(N_MONTH_SLOTS)]
+        self._risk_pos = [[self._inv[s0 + m * n : s0 + (m + 1) * n] for m in range(N_MONTH_SLOTS)] for s0 in risk_slot]
         self.nnz = int(v.size)
         lp = highspy.HighsLp()
         lp.num_col_ = self.n_col
@@ -635,6 +678,8 @@ class Planner:
         for m in range(N_MONTH_SLOTS):
             if not np.any(slot == m):
                 cost[self.peak_col + m] = 0.0
+        hi[self.risk_col :] = np.inf
+        cost[self.risk_col :] = w.energy * w.peak_risk_per_kwh * dt
 
         # ---- rows: bounds
         rlo = np.empty(self.n_row)
@@ -663,12 +708,19 @@ class Planner:
             if margin.shape != (n,) or not np.all(np.isfinite(margin)):
                 raise DispatchError(f"plan input peak_margin_kw must be {n} finite values")
             rhi[self.r_peak] = -np.clip(margin, 0.0, None)
+        if self.risk_bands:
+            margin = np.zeros(n) if inputs.peak_margin_kw is None else np.clip(np.asarray(inputs.peak_margin_kw, dtype=float), 0.0, None)
+            depth = margin[None, :] * (1.0 + PEAK_RISK_SPACING * np.arange(1, self.risk_bands + 1))[:, None]
+            rlo[self.r_risk] = depth.ravel()
+            rhi[self.r_risk] = np.inf
 
         # ---- matrix values: -1/cop and the month slot of each peak row
         val = self._a_value0.copy()
         val[self._cop_pos] = -1.0 / cop
         for m in range(N_MONTH_SLOTS):
             val[self._peak_pos[m]] = np.where(slot == m, -1.0, 0.0)
+            for pos in self._risk_pos:
+                val[pos[m]] = np.where(slot == m, 1.0, 0.0)
 
         h = self._highs
         if self._last_val is None or not self.warm_start:

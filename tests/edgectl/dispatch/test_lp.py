@@ -8,7 +8,7 @@ from datetime import UTC
 import numpy as np
 import pytest
 
-from edgectl.dispatch.lp import Planner, Weights, plan_cop, weights_for
+from edgectl.dispatch.lp import Planner, Weights, plan_cop, plant_params, weights_for
 from edgectl.errors import DispatchError
 from edgectl.physics import battery as batt_phys
 
@@ -92,6 +92,50 @@ def test_peak_margin_keeps_headroom(params):
     inp.peak_margin_kw = np.full(n, 100.0)
     plan = Planner(params, n_steps=n).solve(inp, w)
     assert plan.p_grid_kw.max() <= plan.peak_target_kw - 100.0 + 1e-6
+
+
+def _bump_evening(n: int = 96):
+    """Dear hours 17-22 at one price, a +400 kW load bump at 20-22 h, the month peak at 2200 kW."""
+    inp = day_inputs(load=1500.0, soc=1900.0)
+    hour = np.arange(n) * 0.25
+    bump = (hour >= 20) & (hour < 22)
+    inp.load_kw = inp.load_kw + 400.0 * bump
+    inp.peak_so_far_kw = 2200.0
+    inp.peak_margin_kw = np.full(n, 100.0)
+    return inp, bump
+
+
+def test_risk_bands_keep_the_storage_for_the_highest_net_load(params):
+    inp, bump = _bump_evening()
+    w = dataclasses.replace(W, demand_charge_per_kw_month=50.0, peak_risk_per_kwh=0.02)
+    plan = Planner(params, n_steps=96).solve(inp, w)
+    # bands at 2200 - 100 x (1 + 1.5 k): 1950, 1800, 1650 kW; the bump (1900 kW) is shaved below all of them
+    assert plan.p_grid_kw[bump].max() <= 1650.0 + 1e-3
+    # a tie-break inside one tariff period: the energy bill is that of the plan without bands
+    plain = Planner(params, n_steps=96, risk_bands=0).solve(inp, dataclasses.replace(w, peak_risk_per_kwh=0.0))
+    bill = lambda pl: float(np.sum(inp.price_import_per_kwh * np.clip(pl.p_grid_kw, 0.0, None)) * 0.25)
+    assert bill(plan) == pytest.approx(bill(plain), abs=2.0)
+    assert plan.peak_target_kw == pytest.approx(2200.0)
+
+
+def test_risk_bands_are_empty_without_a_margin_or_a_weight(params):
+    inp, _ = _bump_evening()
+    w = dataclasses.replace(W, demand_charge_per_kw_month=50.0, peak_risk_per_kwh=0.02)
+    plain = Planner(params, n_steps=96, risk_bands=0).solve(inp, w)
+    off = Planner(params, n_steps=96).solve(inp, dataclasses.replace(w, peak_risk_per_kwh=0.0))
+    assert off.objective == pytest.approx(plain.objective, rel=1e-9, abs=1e-6)
+    inp.peak_margin_kw = None
+    none = Planner(params, n_steps=96).solve(inp, w)
+    inp.peak_margin_kw = np.zeros(96)
+    assert none.objective == pytest.approx(Planner(params, n_steps=96, risk_bands=0).solve(inp, w).objective, rel=1e-9, abs=1e-6)
+
+
+def test_peak_risk_weight_from_the_site(site):
+    w = weights_for(site)
+    assert w.peak_risk_per_kwh == pytest.approx(site.dispatch.peak_risk * site.tariff.demand_charge_per_kw_month / 730.0)
+    assert w.peak_risk_per_kwh > 0.0
+    with pytest.raises(ValueError, match="risk_bands"):
+        Planner(plant_params(site), n_steps=8, risk_bands=-1)
 
 
 def test_terminal_value_decides_the_final_soc(params):
