@@ -46,15 +46,18 @@ class Outbox:
             raise ValueError(f"max_messages {max_messages} must be >= 1")
         self.path = Path(path)
         self.max_messages = max_messages
+        db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            self._db = db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
             self._dropped = int(self._db.execute("SELECT value FROM outbox_meta WHERE key='dropped'").fetchone()[0])
         except sqlite3.Error as exc:
+            if db is not None:
+                db.close()  # no handle left open on a database that could not be set up
             raise RemoteError(f"outbox {self.path}: {exc}") from exc
 
     def close(self) -> None:
@@ -76,6 +79,7 @@ class Outbox:
         if not items:
             return []
         seqs: list[int] = []
+        count, dropped = self._count, self._dropped
         try:
             self._db.execute("BEGIN IMMEDIATE")
             for topic, payload, historical, created_s in items:
@@ -84,16 +88,17 @@ class Outbox:
                     (topic, payload, int(historical), created_s),
                 )
                 seqs.append(int(cur.lastrowid or 0))
-            self._count += len(items)
-            excess = self._count - self.max_messages
+            count += len(items)
+            excess = count - self.max_messages
             if excess > 0:
                 cur = self._db.execute(
                     "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (excess,)
                 )
-                self._count -= cur.rowcount
+                count -= cur.rowcount
                 self._db.execute("UPDATE outbox_meta SET value = value + ? WHERE key='dropped'", (cur.rowcount,))
-                self._dropped += cur.rowcount
+                dropped += cur.rowcount
             self._db.execute("COMMIT")
+            self._count, self._dropped = count, dropped  # the counters follow what was committed
         except sqlite3.Error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")

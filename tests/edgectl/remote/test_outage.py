@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgectl.config import SiteConfig
+from edgectl.errors import RemoteError
 from edgectl.remote import Outbox, RemoteLink
 from edgectl.remote.link import BrokerUrl, make_client
 
@@ -164,6 +166,38 @@ def test_outbox_persists_across_restart_and_keeps_order(tmp_path: Path) -> None:
     assert len(again) == 3 and again.dropped == 3
     assert [r.seq for r in again.after(7, 10)] == [8]
     again.close()
+
+
+def test_outbox_counters_follow_only_committed_changes(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", max_messages=3)
+    box.append_many([("t", b"a", False, 0.0), ("t", b"b", False, 1.0), ("t", b"c", False, 2.0)])
+    # a real SQLite failure after the inserts: the drop of the oldest row is refused, the batch rolls back
+    box._db.execute("CREATE TRIGGER keep BEFORE DELETE ON outbox BEGIN SELECT RAISE(ABORT, 'kept'); END")
+    with pytest.raises(RemoteError, match="kept"):
+        box.append_many([("t", b"d", False, 3.0)])
+    assert len(box) == 3 and box.dropped == 0
+    assert [r.payload for r in box.after(0, 10)] == [b"a", b"b", b"c"]
+    box.close()
+    again = Outbox(tmp_path / "o.sqlite", max_messages=3)
+    assert len(again) == 3 and again.dropped == 0
+    again.close()
+
+
+def test_outbox_on_a_corrupt_file_raises_and_leaves_no_handle_open(tmp_path: Path) -> None:
+    bad = tmp_path / "o.sqlite"
+    bad.write_bytes(b"this is not a database " * 200)
+    with pytest.raises(RemoteError, match="o.sqlite"):
+        Outbox(bad, max_messages=3)
+    fds = Path("/proc/self/fd")
+    held = [p for p in fds.iterdir() if _resolves_to(p, bad)]
+    assert held == []
+
+
+def _resolves_to(link: Path, target: Path) -> bool:
+    try:
+        return Path(link.readlink()) == target.resolve()
+    except OSError:
+        return False
 
 
 def test_messages_outstanding_at_stop_are_replayed_by_next_start(own_broker: Broker, site: SiteConfig,
