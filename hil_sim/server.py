@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -144,15 +145,19 @@ class SocatPty:
             with contextlib.suppress(FileNotFoundError):
                 if Path(path).is_symlink():
                     os.unlink(path)
+        # socat's messages go to a file, not a pipe: a pipe nobody reads would block socat once full
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as socat; closed by close())
         self.proc = subprocess.Popen(
             [socat, f"pty,raw,echo=0,link={self.server_path}",
              f"pty,raw,echo=0,link={self.client_path}"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
         )
         deadline = time.monotonic() + timeout_s
         while not (os.path.exists(self.server_path) and os.path.exists(self.client_path)):
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                self._stderr.seek(0)
+                err = self._stderr.read().decode(errors="replace").strip()
+                self.close()
                 raise ServeError(f"socat exited ({self.proc.returncode}) before making the pty pair: {err}")
             if time.monotonic() > deadline:
                 self.close()
@@ -167,8 +172,7 @@ class SocatPty:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self._stderr.close()
 
     def __enter__(self) -> Self:
         return self

@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
 from drivers.codec import decode_point
 from drivers.maps import load_map
+from hil_sim.errors import ServeError
+from hil_sim.server import SocatPty
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_FILE = ROOT / "config" / "site.example.toml"
@@ -90,3 +93,12 @@ async def test_serve_rtu_bus_and_sigint(tmp_path):
         err = await asyncio.to_thread(_stop, proc, signal.SIGINT)
     assert "stopped" in err
     assert not tty.exists(), "socat's pty link is removed on shutdown"
+
+
+def test_socat_failing_at_start_is_reported_with_its_message(tmp_path):
+    busy = tmp_path / "busy"
+    busy.mkdir()  # socat cannot put its pty link where a directory is
+    before = len(list(Path("/proc/self/fd").iterdir()))
+    with pytest.raises(ServeError, match=r"socat exited \(1\) before making the pty pair: .*busy"):
+        SocatPty(busy)
+    assert len(list(Path("/proc/self/fd").iterdir())) == before  # its message file is closed
