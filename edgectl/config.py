@@ -200,6 +200,7 @@ class Dispatch(_Strict):
     battery_wear_per_kwh: Annotated[float, Field(ge=0.0, le=10.0)] = 0.02
     import_weight_per_kwh: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
     peak_risk: Annotated[float, Field(ge=0.0, le=10.0)] = 0.3
+    warmup_h: Annotated[float, Field(ge=0.0, le=168.0)] = 24.0
 
     @model_validator(mode="after")
     def _steps_fit(self) -> Dispatch:

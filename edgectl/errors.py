@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-__all__ = ["EX_CONFIG", "ConfigError", "DispatchError", "EdgectlError", "RemoteError", "StoreError"]
+__all__ = ["EX_CONFIG", "ConfigError", "DispatchError", "EdgectlError", "ForecastWarmingUp", "RemoteError", "StoreError"]
 
 EX_CONFIG = 78
 
@@ -29,6 +29,11 @@ class ConfigError(EdgectlError):
 
 class DispatchError(EdgectlError):
     """The optimiser failed or timed out."""
+
+
+class ForecastWarmingUp(DispatchError):
+    """No plan yet: the forecaster has less than ``dispatch.warmup_h`` of history. The rule-based
+    controller acts meanwhile; this is normal operation after a first start, not a planning failure."""
 
 
 class StoreError(EdgectlError):

@@ -310,6 +310,13 @@ class Stack:
             out.append(b)
         text = "".join(out)
         text = self._set_keys(text, {"cycle_s": self.cycle_s, "state_dir": str(self.state_dir)})
+        # the daemon plans from its first observed step (a scenario lasts minutes, not a day of history)
+        if re.search(r"(?m)^warmup_h\s*=", text):
+            text = self._set_keys(text, {"warmup_h": 0.0})
+        elif re.search(r"(?m)^\[dispatch\]", text):
+            text = re.sub(r"(?m)^\[dispatch\][ \t]*$", "[dispatch]\nwarmup_h = 0.0", text, count=1)
+        else:
+            text += "\n[dispatch]\nwarmup_h = 0.0\n"
         self.daemon_site.write_text(text, encoding="utf-8")
 
     def start_daemon(self) -> None:

@@ -297,6 +297,7 @@ class Mpc(RuleBased):
         from edgectl.daemon.forecasting import StepObs, plan_once
         from edgectl.daemon.planning import PlanRequest
         from edgectl.daemon.snapshot import build_snapshot, measured_from_snapshot
+        from edgectl.dispatch.policy import warmup_steps
 
         readings = await _poll(fleet, result)
         snap = build_snapshot(now, readings, [d.id for d in self.site.devices],
@@ -317,9 +318,9 @@ class Mpc(RuleBased):
                 self.peak_kw = max(self.peak_kw, grid)
             t = now.timestamp()
             forecaster = self.planner_state["forecaster"]
-            # Feed the forecaster every step; plan only once it has a day of history (as the dispatch
-            # bench does): until then the fallback chain runs the rule-based controller.
-            warming = not getattr(forecaster, "ready", True)
+            # Feed the forecaster every step; plan only once it has dispatch.warmup_h of history (as the
+            # daemon and the dispatch bench do): until then the fallback chain runs the rule-based controller.
+            warming = forecaster.n_obs < warmup_steps(self.site)
             if warming:
                 self._observe(forecaster, obs)
             elif self.last_plan_t is None or t - self.last_plan_t >= self.replan_s - 1e-6:

@@ -69,6 +69,7 @@ def collect(state_dir: str, *, now: datetime | None = None) -> dict[str, Any]:
         "skipped": status.get("skipped", 0),
         "write_failures": status.get("write_failures", 0),
         "period_jitter_ms": status.get("period_jitter_ms", {}),
+        "warming_up": status.get("warming_up"),
         "plan": None if plan is None else {
             "id": plan.id, "created": plan.created_at.isoformat(), "age_s": (now - plan.created_at).total_seconds(),
             "valid_until": plan.valid_until.isoformat(), "valid": plan.valid_until > now,
@@ -130,7 +131,7 @@ def render(info: dict[str, Any], *, now: datetime) -> str:
                      f"(last {jit['n']} cycles)")
     plan = info["plan"]
     if plan is None:
-        lines.append("plan         none")
+        lines.append("plan         none" + (f" (warming up: {info['warming_up']})" if info.get("warming_up") else ""))
     else:
         lines.append(f"plan         #{plan['id']} {plan['status']}, age {_fmt_s(plan['age_s'])}, valid until "
                      f"{plan['valid_until']}{'' if plan['valid'] else ' (EXPIRED)'}")

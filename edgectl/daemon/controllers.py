@@ -140,8 +140,13 @@ def decide(
     chain: FallbackChain,
     dt_s: float,
     p_batt_prev_kw: float | None,
+    warming_up: bool = False,
 ) -> Decision:
-    """One cycle's commands; see the module docstring for the priority order."""
+    """One cycle's commands; see the module docstring for the priority order.
+
+    ``warming_up``: no plan is expected yet (``dispatch.warmup_h`` of history not reached): the
+    rule-based controller acts without the ``plan-loss`` degradation.
+    """
     now = snap.ts
     mode = ov.mode
     params, lost = _params_for(base_params, site, snap, ov)
@@ -171,7 +176,7 @@ def decide(
             if math.isfinite(chain.plan.peak_target_kw):
                 peak_target = float(chain.plan.peak_target_kw)
         else:
-            if mode == "auto":
+            if mode == "auto" and not warming_up:
                 degraded.append("plan-loss")
             source = "rbc"
             wanted, _ = rbc_setpoints(params, measured, dt_s=dt_s, p_batt_prev_kw=p_batt_prev_kw)

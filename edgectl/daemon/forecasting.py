@@ -20,17 +20,10 @@ from edgectl.config import SiteConfig
 from edgectl.dataset import tariff_import_prices
 from edgectl.dispatch.forecast import Forecaster
 from edgectl.dispatch.lp import Plan, Planner, plant_params, weights_for
-from edgectl.dispatch.policy import forecast_plan_inputs
-from edgectl.errors import DispatchError
+from edgectl.dispatch.policy import forecast_plan_inputs, warmup_steps
+from edgectl.errors import ForecastWarmingUp
 
 __all__ = ["ForecastWarmingUp", "StepObs", "build_planner", "horizon_steps", "plan_once"]
-
-
-DAEMON_MIN_OBS = 1  # observed steps before the daemon plans (the bench waits for Forecaster.ready)
-
-
-class ForecastWarmingUp(DispatchError):
-    """No plan yet: the forecaster has less than a day of history (the fallback chain acts)."""
 
 
 class StepObs(NamedTuple):
@@ -67,10 +60,9 @@ def plan_once(site: SiteConfig, state: dict[str, Any], request: Any) -> Plan:
 
     The inputs come from :func:`edgectl.dispatch.policy.forecast_plan_inputs`, the policy `edgectl bench`
     measures (COP at the forecast temperature, peak margin from the forecaster's own error, the site's
-    default carbon intensity until one is observed). One difference remains: the daemon plans from its
-    first observed step (``DAEMON_MIN_OBS``; its health treats a missing plan as ``plan-loss``), where the
-    bench runs its warm-up controller (rule-based by default) until the forecaster has a day of history;
-    without any observation it raises :class:`ForecastWarmingUp` and the fallback chain acts.
+    default carbon intensity until one is observed). Until the forecaster has ``dispatch.warmup_h`` of
+    history (:func:`~edgectl.dispatch.policy.warmup_steps`, at least one step) it raises
+    :class:`ForecastWarmingUp` and the rule-based controller acts, as in the bench.
     """
     fc: Forecaster = state["forecaster"]
     cop_now = 3.0
@@ -101,10 +93,11 @@ def plan_once(site: SiteConfig, state: dict[str, Any], request: Any) -> Plan:
         site, fc, t0, price_import_per_kwh=tariff_import_prices(site, t_s),
         price_export_per_kwh=np.full(n, site.tariff.export_price_per_kwh), month_slot=month_slot,
         soc_kwh=request.soc_kwh, tank_kwh_th=request.tank_kwh_th, peak_so_far_kw=request.peak_so_far_kw,
-        cop_fallback=cop_now, min_obs=DAEMON_MIN_OBS,
+        cop_fallback=cop_now,
     )
     if made is None:
-        raise ForecastWarmingUp(f"forecaster has {fc.n_obs} of {fc.slots} steps of history: no plan yet")
+        raise ForecastWarmingUp(f"forecaster has {fc.n_obs} of {warmup_steps(site)} steps of history "
+                                f"(dispatch.warmup_h): no plan yet")
     inputs, _f = made
     weights = weights_for(site)
     if request.carbon_price_per_kg is not None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from edgectl.config import SiteConfig
 from edgectl.dispatch.lp import Plan
-from edgectl.errors import DispatchError
+from edgectl.errors import DispatchError, ForecastWarmingUp
 
 __all__ = ["PlanRequest", "PlanWorker", "make_plan", "plan_from_dict", "plan_to_dict"]
 
@@ -138,6 +138,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, site: SiteConfig) 
             return
         try:
             conn.send(("ok", make_plan(site, request)))
+        except ForecastWarmingUp as exc:
+            conn.send(("warming", str(exc)))
         except Exception as exc:  # noqa: BLE001 - reported to the daemon, which falls back
             conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
 
@@ -214,6 +216,8 @@ class PlanWorker:
                 raise DispatchError(f"MPC worker died: {exc}") from None
             self._warm = True
             log.debug("plan round trip %.3f s", time.monotonic() - t0)
+            if status == "warming":
+                raise ForecastWarmingUp(str(payload))
             if status != "ok":
                 raise DispatchError(f"planning failed: {payload}")
             return payload  # type: ignore[no-any-return]

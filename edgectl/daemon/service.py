@@ -71,7 +71,7 @@ from edgectl.daemon.planning import PlanRequest, PlanWorker, plan_from_dict, pla
 from edgectl.daemon.snapshot import Snapshot, build_snapshot, measured_from_snapshot
 from edgectl.dispatch.fallback import FallbackChain
 from edgectl.dispatch.lp import Plan, plant_params
-from edgectl.errors import DispatchError
+from edgectl.errors import DispatchError, ForecastWarmingUp
 from edgectl.glossary import Quality
 from edgectl.physics.wind import ref_wind_speed_ms
 from edgectl.store import SetpointRecord, Store
@@ -188,6 +188,10 @@ class Daemon:
         self.job_errors = 0
         self.write_failures = 0
         self.plan_failures = 0
+        # why there is no plan yet, while no plan is expected: the first attempt pending, then the
+        # forecaster's history short of dispatch.warmup_h; None once a plan came or planning failed
+        self.warming_up: str | None = "first plan pending"
+        self._warmup_audited = False
         self.ready = False
         self.health = "STARTING"
         self.degraded: tuple[str, ...] = ()
@@ -438,7 +442,7 @@ class Daemon:
                                                               settings=self._plaus_settings)
             # 3./4. controllers in priority order, then the limit layer
             decision = decide(self.site, self.params, snap, ov, chain=self.chain, dt_s=self.cycle_s,
-                              p_batt_prev_kw=self.p_batt_prev_kw)
+                              p_batt_prev_kw=self.p_batt_prev_kw, warming_up=self.warming_up is not None)
             # islanding / reconnection / black start (edgectl.control.transitions) over the same snapshot
             self._transition, action = transitions.step(
                 self.site, self._transition, snap, request="island" if ov.values.get("grid") == "island" else None,
@@ -585,7 +589,7 @@ class Daemon:
 
     def _set_health(self, snap: Snapshot, degraded: tuple[str, ...], mode: str, source: str) -> None:
         assert self.store is not None
-        plan_age = "none"
+        plan_age = "none" if self.warming_up is None else "warming-up"
         if self.plan_created_at is not None:
             plan_age = f"{(snap.ts - self.plan_created_at).total_seconds() / 60.0:.0f}min"
         good = sum(1 for q in snap.quality.values() if q == Quality.GOOD)
@@ -628,6 +632,7 @@ class Daemon:
             "job_errors": self.job_errors,
             "write_failures": self.write_failures,
             "plan_failures": self.plan_failures,
+            "warming_up": self.warming_up,
             "plan_created": self.plan_created_at.isoformat() if self.plan_created_at else None,
             "plan_valid_until": (self.chain.plan.valid_until.isoformat()
                                  if self.chain.plan is not None and self.chain.plan.valid_until else None),
@@ -766,7 +771,15 @@ class Daemon:
             if self._stopping:
                 return  # shutting down: the worker is stopped, no plan is needed
             raise
+        except ForecastWarmingUp as exc:
+            if not self._warmup_audited:
+                log.info("MPC: %s; the rule-based controller acts meanwhile", exc)
+                self.store.audit("daemon", "warming up", {"reason": str(exc)[:500]})
+                self._warmup_audited = True
+            self.warming_up = str(exc)
+            return
         except DispatchError as exc:
+            self.warming_up = None
             self.plan_failures += 1
             self.chain.plan_done(exc, datetime.now(UTC))
             self.store.audit("daemon", "plan failed", {"error": str(exc)[:500]})
@@ -776,6 +789,7 @@ class Daemon:
             return
         self.chain.plan_done(plan, created)
         self.plan_created_at = created
+        self.warming_up = None
         payload = plan_to_dict(plan)
         valid_until = plan.valid_until or created
         pid = self.store.save_plan(payload, created_at=created, valid_until=valid_until, source="mpc")

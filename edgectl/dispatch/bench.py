@@ -21,7 +21,7 @@ The bench's ``mpc`` = the controller a site would run, through the shared policy
 (:mod:`edgectl.dispatch.policy`, also the daemon's ``plan_once``): plans from forecasts with a peak margin
 of ``MARGIN_Z`` x the forecaster's own measured net-load error (by lead and time of day), the chiller COP
 linearised at the forecast temperature (:func:`~edgectl.dispatch.lp.plan_cop`), no plan until the
-forecaster has a day of history (``WARMUP`` policy meanwhile: ``hold`` =
+forecaster has ``dispatch.warmup_h`` of history (``WARMUP`` policy meanwhile: ``hold`` =
 :func:`~edgectl.dispatch.policy.peak_hold_setpoints`), the limit layer holding the plan's peak. The knobs
 ``MARGIN_Z``, ``HOLD``, ``BUFFER_H`` / ``BUFFER_MODE`` (battery energy kept back for forecast error,
 :func:`~edgectl.dispatch.policy.risk_reserve_kwh`), ``DEMAND_FACTOR`` and ``WARMUP`` are module constants
@@ -63,7 +63,13 @@ from edgectl.dispatch.lp import (
     plant_params,
     weights_for,
 )
-from edgectl.dispatch.policy import MARGIN_Z, forecast_plan_inputs, peak_hold_setpoints, risk_reserve_kwh
+from edgectl.dispatch.policy import (
+    MARGIN_Z,
+    forecast_plan_inputs,
+    peak_hold_setpoints,
+    risk_reserve_kwh,
+    warmup_steps,
+)
 from edgectl.dispatch.rbc import CoolingReserve, rbc_setpoints
 from edgectl.dispatch.realtime import Measured, Setpoints, apply_limits
 from edgectl.errors import ConfigError, DispatchError
@@ -79,11 +85,9 @@ TOL_KWH = 0.5
 HOLD = "off"  # charging ceiling in the limit layer: off | month (peak so far) | plan (max of that and the plan)
 BUFFER_H = 0.0
 DEMAND_FACTOR = 1.0
-WARMUP = "rbc"  # policy while the forecaster has less than a day of history: hold | idle | rbc
+WARMUP = "rbc"  # policy before dispatch.warmup_h of history: hold | idle | rbc
 SLOT_MARGIN = True
-WARMUP_MIN_OBS = 1
 BUFFER_MODE = "risk"  # risk: energy of the forecast error in the next at-risk block | flat: BUFFER_H x margin
-WARMUP_DEMAND_X = 1.0
 
 
 # ------------------------------------------------------------------------------------------- truth
@@ -419,12 +423,13 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
     # forecast; once made it cannot be undone this month): DEMAND_FACTOR; the ledger keeps the real tariff
     w_plan = w if oracle else dataclasses.replace(w, demand_charge_per_kw_month=w.demand_charge_per_kw_month * DEMAND_FACTOR)
     solve_times: list[float] = []
-    warmup_steps = 0
+    min_obs = warmup_steps(site)
+    warmup_steps_n = 0
     prev = None
     for i in range(tr.n):
         now = datetime.fromtimestamp(int(tr.t_unix_s[i]), tz=UTC)
-        warming = not oracle and (fc.n_obs < WARMUP_MIN_OBS if WARMUP == "plan" else not fc.ready)  # no plan from less than a day of history: the chain runs rbc
-        warmup_steps += int(warming)
+        warming = not oracle and fc.n_obs < min_obs  # no plan before dispatch.warmup_h of history
+        warmup_steps_n += int(warming)
         if i % replan == 0 and not warming:
             if oracle:
                 args = {"load": _window(tr.load_kw, i, h, per_day), "cooling": _window(tr.cooling_kw_th, i, h, per_day),
@@ -436,7 +441,7 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
                     price_export_per_kwh=_window(tr.price_export, i, h, per_day),
                     month_slot=_month_slots(tr.month_key, i, h, per_day), soc_kwh=plant.soc, tank_kwh_th=plant.tank,
                     peak_so_far_kw=plant.peak_so_far(i), z=MARGIN_Z,
-                    min_obs=WARMUP_MIN_OBS if WARMUP == "plan" else None)
+                    min_obs=min_obs)
                 assert made is not None  # not warming
                 inputs, f = made
                 if BUFFER_H and BUFFER_MODE == "risk":
@@ -453,10 +458,7 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
             try:
                 if oracle:
                     inputs = _plan_inputs(tr, i, h, per_day, plant=plant, start=now, **args)
-                w_use = w_plan
-                if not oracle and not fc.ready and WARMUP == "plan":
-                    w_use = dataclasses.replace(w_plan, demand_charge_per_kw_month=w_plan.demand_charge_per_kw_month * WARMUP_DEMAND_X)
-                plan = planner.solve(inputs, w_use)
+                plan = planner.solve(inputs, w_plan)
                 solve_times.append(plan.solve_s)
                 chain.plan_done(plan, now)
             except DispatchError as exc:
@@ -495,7 +497,7 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
         "solve_ms_p99": round(float(np.quantile(st, 0.99)) * 1e3, 2),
         "sources": dict(chain.counts),
         "plan_failures": dict(chain.failures),
-        "warmup_steps_without_plan": warmup_steps,
+        "warmup_steps_without_plan": warmup_steps_n,
     }
     if not oracle:
         extra["forecast_error"] = stats.table()

@@ -2,12 +2,12 @@
 
 What the controller a site runs does each plan step, and what the bench's ``mpc`` measures:
 
-* :func:`forecast_plan_inputs`: while the forecaster is :attr:`~edgectl.dispatch.forecast.Forecaster.ready`
-  (a day of history), the LP's inputs from its forecasts: the chiller COP linearised at the forecast
+* :func:`forecast_plan_inputs`: once the forecaster has ``dispatch.warmup_h`` of history (a day by
+  default, :func:`warmup_steps`), the LP's inputs from its forecasts: the chiller COP linearised at the forecast
   outdoor temperature (:func:`~edgectl.dispatch.lp.plan_cop`), the forecast carbon intensity (the site's
   default until one was observed) and a peak margin of ``MARGIN_Z`` x the forecaster's own measured
-  net-load error by lead and time of day (:func:`~edgectl.dispatch.forecast.peak_margin_kw`). Before it is
-  ready it returns ``None``: no plan is made from guesses.
+  net-load error by lead and time of day (:func:`~edgectl.dispatch.forecast.peak_margin_kw`). Before that
+  it returns ``None``: no plan is made from guesses; the rule-based controller acts.
 * :func:`peak_hold_setpoints`: a warm-up controller for that first day: the storage holds the import at
   the month's running peak, discharging at most the stored energy above the reserve over ``ration_h``
   hours so that it is not spent on the first rise of the load, and recharges (battery, then pre-cooling
@@ -31,10 +31,15 @@ from edgectl.dispatch.forecast import Forecast, Forecaster, peak_margin_kw
 from edgectl.dispatch.lp import PlanInputs, PlantParams, plan_cop
 from edgectl.dispatch.realtime import LimitReport, Measured, Setpoints, apply_limits
 
-__all__ = ["MARGIN_Z", "RATION_H", "forecast_plan_inputs", "peak_hold_setpoints", "risk_reserve_kwh"]
+__all__ = ["MARGIN_Z", "RATION_H", "forecast_plan_inputs", "peak_hold_setpoints", "risk_reserve_kwh", "warmup_steps"]
 
 MARGIN_Z = 0.7  # peak margin in units of the forecaster's measured net-load MAE [-]
 RATION_H = 2.0  # warm-up: the battery discharges at most its usable energy over this many hours [h]
+
+
+def warmup_steps(site: SiteConfig) -> int:
+    """Observed steps before the first plan: ``dispatch.warmup_h`` in plan steps, at least one."""
+    return max(1, math.ceil(site.dispatch.warmup_h * 60.0 / site.dispatch.step_min - 1e-9))
 
 
 def forecast_plan_inputs(
@@ -65,12 +70,14 @@ def forecast_plan_inputs(
     cop_fallback : float, optional
         COP for steps without a temperature forecast (no temperature measured) [-]; default the
         chillers' mean nominal COP.
+    min_obs : int, optional
+        Observed steps needed before planning; default :func:`warmup_steps` (``dispatch.warmup_h``).
 
     Returns
     -------
     (PlanInputs, Forecast) or None
     """
-    if (not forecaster.ready) if min_obs is None else forecaster.n_obs < min_obs:
+    if forecaster.n_obs < (warmup_steps(site) if min_obs is None else max(min_obs, 1)):
         return None
     f = forecaster.forecast(t0)
     n = f.load_kw.size

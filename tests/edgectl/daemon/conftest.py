@@ -52,9 +52,11 @@ def notify_sink(tmp_path: Path) -> Iterator[NotifySink]:
     sink.close()
 
 
-def site_text(*, cycle_s: float = 0.2, state_dir: str = "/tmp/unused", replan_min: int = 15) -> str:
+def site_text(*, cycle_s: float = 0.2, state_dir: str = "/tmp/unused", replan_min: int = 15,
+              warmup_h: float = 0.0) -> str:
+    """The example site for daemon tests; plans from the first observed step unless ``warmup_h`` says."""
     text = EXAMPLE.read_text()
     text = text.replace("cycle_s = 1.0", f"cycle_s = {cycle_s}")
     text = text.replace('state_dir = "/var/lib/edgectl"', f'state_dir = "{state_dir}"')
     text = text.replace("replan_min = 15 ", f"replan_min = {replan_min} ")
-    return text
+    return text.replace("warmup_h = 24.0", f"warmup_h = {warmup_h}")

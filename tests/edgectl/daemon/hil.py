@@ -121,6 +121,7 @@ class HilSim:
         text = text.replace("cycle_s = 1.0", f"cycle_s = {cycle_s}")
         text = text.replace('state_dir = "/var/lib/edgectl"', f'state_dir = "{state_dir}"')
         text = text.replace("stale_after_s = 5.0", f"stale_after_s = {stale_after_s}")
+        text = text.replace("warmup_h = 24.0", "warmup_h = 0.0")  # plan from the first observed step
         for old, new in (extra or {}).items():
             assert old in text, old
             text = text.replace(old, new)

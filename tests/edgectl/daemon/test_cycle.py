@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from drivers.natures import BatterySetpoint, PvLimit, WindLimit
+from edgectl.commands import status as status_cmd
 from edgectl.config import load_site_text
 from edgectl.daemon.notify import Notifier
 from edgectl.daemon.service import Daemon
@@ -331,3 +332,28 @@ def test_demand_peak_month_is_the_tariff_month_in_the_site_timezone(tmp_path: Pa
     assert d._peak_so_far_kw(datetime.fromisoformat("2026-07-01T00:05:00-04:00")) == 0.0
     d._update_peak(obs("2026-07-01T00:00:00-04:00", 400.0))
     assert d._peak == {"month": "2026-07", "kw": 400.0}
+
+
+async def test_warmup_runs_rule_based_without_a_plan_or_a_degradation(tmp_path: Path) -> None:
+    """Before ``dispatch.warmup_h`` of history the planning worker answers "warming up" over its pipe:
+    no plan, no planning failure, no ``plan-loss``; the rule-based controller acts, and status says why."""
+    site = _site(tmp_path, warmup_h=24.0)
+    fleet = FakeFleet(site)
+    d = Daemon(site, fleet_factory=fake_factory(fleet))  # the MPC worker process, as in production
+
+    async def scenario() -> None:
+        await _until(lambda: "dispatch.warmup_h" in (d.warming_up or ""), timeout_s=30.0)
+        n = d.cycles
+        await _until(lambda: d.cycles >= n + 2)
+
+    assert await _run(d, scenario) == 0
+    assert d.plan_created_at is None and d.plan_failures == 0
+    assert "96 steps of history (dispatch.warmup_h)" in (d.warming_up or "")
+    assert "plan-loss" not in d.degraded and "plan_age=warming-up" in d.health
+    assert d.last_decision is not None and d.last_decision.source == "rbc"
+    info = status_cmd.collect(str(tmp_path / "state"))
+    assert info["plan"] is None and "dispatch.warmup_h" in info["warming_up"]
+    with Store(tmp_path / "state") as st:
+        actions = [a.action for a in st.audit_log(limit=50)]
+    assert actions.count("warming up") == 1 and "plan failed" not in actions
+    assert "degraded" not in actions  # not even before the first planning attempt answered
