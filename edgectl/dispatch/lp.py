@@ -39,7 +39,7 @@ forecast miss finds them empty and sets a new month peak. The risk bands price r
 peak: ``risk_bands`` bands of ``PEAK_RISK_SPACING`` margins each below the margin line, each costing
 ``peak_risk_per_kwh`` per kWh imported inside it, a convex piecewise-linear stand-in for the expected
 demand charge of a forecast error. The plan then spreads the storage over the highest net load (on the
-example year: monthly peaks 100-200 kW lower, see the README). Without a margin (perfect forecasts) the
+example year: monthly peaks up to 200 kW lower, see the README). Without a margin (perfect forecasts) the
 bands are empty.
 
 The chiller's COP enters the balance row as the coefficient ``-1/cop_t``, computed before the solve
