@@ -740,6 +740,13 @@ class Daemon:
     # ------------------------------------------------------------------------------ MPC job
 
     async def _replan(self) -> None:
+        try:
+            await self._replan_once()
+        except Exception:
+            self.warming_up = None  # an unexpected planning error: no plan is coming, plan-loss says so
+            raise
+
+    async def _replan_once(self) -> None:
         if self._stopping or self._worker is None or self.store is None:
             return
         snap = getattr(self, "_snap", None)
@@ -772,6 +779,12 @@ class Daemon:
                 return  # shutting down: the worker is stopped, no plan is needed
             raise
         except ForecastWarmingUp as exc:
+            if self.plan_created_at is not None:
+                # this run had a plan (made or resumed from the store): history lost since, a real loss
+                self.warming_up = None
+                self.plan_failures += 1
+                self.chain.plan_done(exc, datetime.now(UTC))
+                return
             if not self._warmup_audited:
                 log.info("MPC: %s; the rule-based controller acts meanwhile", exc)
                 self.store.audit("daemon", "warming up", {"reason": str(exc)[:500]})

@@ -261,9 +261,10 @@ class RemoteLink:
             time.sleep(0.02)
         with self._status_lock:
             self._closing = True
-            info = (self._client.publish(self.topics.status, b"offline", qos=1, retain=True)
-                    if self._connected.is_set() else None)
-        if info is not None:
+            # also while disconnected: paho then sends it after anything it still holds from before
+            # (an unacknowledged "online"), should it reconnect before the disconnect below
+            info = self._client.publish(self.topics.status, b"offline", qos=1, retain=True)
+        if self._connected.is_set():
             try:
                 info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
             except (RuntimeError, ValueError):
@@ -272,7 +273,9 @@ class RemoteLink:
         self._wake.set()
         self._sender.join(timeout=5.0)
         self._sender = None
-        self._client.disconnect()
+        # "disconnect with will message": the broker publishes the retained "offline" will whatever
+        # reached it before (MQTT 5 reason code 0x04)
+        self._client.disconnect(reasoncode=mqtt.ReasonCode(PacketTypes.DISCONNECT, identifier=4))
         self._client.loop_stop()
         self._connected.clear()
         self._ready.clear()

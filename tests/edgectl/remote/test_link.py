@@ -306,6 +306,27 @@ def test_status_online_and_last_will(broker: Broker, site: SiteConfig, tmp_path:
         status.close()
 
 
+def test_stop_leaves_offline_retained_even_racing_the_command_subscription(broker: Broker, site: SiteConfig,
+                                                                           tmp_path: Path) -> None:
+    """``online`` is announced from the SUBACK and ``offline`` by stop() under one lock: stopping right after
+    connecting (the SUBACK may still be in flight) never leaves ``online`` retained."""
+    for i in range(30):
+        link = RemoteLink(site, url=broker.url("edge"), state_dir=tmp_path / str(i), on_command=Recorder().on_command)
+        link.start()
+        deadline = time.monotonic() + 5
+        while not link.connected and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.002 * (i % 5))  # stop at different points around the SUBACK
+        link.stop()
+        status = Watcher(broker.url("viewer"), f"edgectl/{site.site.id}/status")  # a fresh subscriber: the retained value
+        try:
+            assert status.wait_for(lambda ms: len(ms) >= 1), "no retained status"
+            time.sleep(0.05)
+            assert [m.payload for m in status.messages] == [b"offline"], i
+        finally:
+            status.close()
+
+
 def test_homeassistant_discovery_off_by_default_and_on(broker: Broker, base_site: SiteConfig, tmp_path: Path) -> None:
     off = site_with(base_site)
     on = site_with(base_site, homeassistant_discovery=True)
