@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edgectl.dispatch.peak_risk import HOURS_PER_MONTH, PEAK_RISK_BANDS, SAFETY, max_peak_risk
 from edgectl.errors import ConfigError
 
 __all__ = [
@@ -207,6 +208,16 @@ class Dispatch(_Strict):
         if (self.horizon_h * 60.0) % self.step_min != 0:
             raise ValueError(f"horizon_h {self.horizon_h} is not a whole number of {self.step_min}-min steps")
         return self
+
+    @field_validator("peak_risk")
+    @classmethod
+    def _risk_never_pays_a_peak(cls, v: float, info: Any) -> float:
+        # the risk bands must never make a higher month peak pay (edgectl.dispatch.peak_risk)
+        horizon_h = info.data.get("horizon_h")
+        if isinstance(horizon_h, float) and v > (limit := max_peak_risk(horizon_h)):
+            raise ValueError(f"must be at most {limit:.3g} with horizon_h {horizon_h:g} "
+                             f"({SAFETY} x {HOURS_PER_MONTH:.0f} h / ({PEAK_RISK_BANDS} bands x horizon_h))")
+        return v
 
 
 class Daemon(_Strict):

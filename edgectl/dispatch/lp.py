@@ -64,6 +64,7 @@ import highspy
 import numpy as np
 
 from edgectl.config import Battery, ChillerPlant, SiteConfig
+from edgectl.dispatch.peak_risk import HOURS_PER_MONTH, PEAK_RISK_BANDS, PEAK_RISK_SPACING, max_peak_risk
 from edgectl.errors import DispatchError
 from edgectl.physics import chiller as chiller_phys
 
@@ -91,12 +92,6 @@ PENALTY_RESERVE_PER_KWH_H = 500.0
 _BLOCKS = ("gen", "ch", "dis", "soc", "q", "tank", "unmet", "imp", "exp", "imp_over", "short")
 _B = {name: i for i, name in enumerate(_BLOCKS)}
 N_MONTH_SLOTS = 2
-PEAK_RISK_BANDS = 3
-"""Risk bands under the month peak (see the module docstring); 0 builds the model without them."""
-PEAK_RISK_SPACING = 1.5
-"""Depth of each risk band in units of the step's peak margin [-]."""
-HOURS_PER_MONTH = 730.0
-"""Mean hours in a month: turns the demand charge [currency/(kW month)] into a rate [currency/kWh]."""
 
 
 # ------------------------------------------------------------------------------------------- weights
@@ -481,6 +476,20 @@ class Planner:
         self._highs.setOptionValue("time_limit", float(time_limit_s))
         self.solves = 0
 
+    def risk_cost_per_kwh(self, w: Weights) -> float:
+        """The risk bands' cost per kWh, capped so that raising the month peak never pays.
+
+        The bands hang under the peak variable: one kW more of peak lowers every band's import by one kW at
+        every step, saving at most ``risk_bands x n x dt x cost``. Kept below the demand charge
+        (:func:`~edgectl.dispatch.peak_risk.max_peak_risk`), the plan never buys band room with a higher
+        peak; the site's ``dispatch.peak_risk`` is validated against the same limit, so the cap only guards
+        weights given directly.
+        """
+        if not self.risk_bands:
+            return 0.0
+        share = max_peak_risk(self.n * self.dt_h, self.risk_bands)
+        return min(w.peak_risk_per_kwh, share * w.demand_charge_per_kw_month / HOURS_PER_MONTH)
+
     # column index helpers
     def _col(self, block: str, t: np.ndarray | int) -> np.ndarray | int:
         return _B[block] * self.n + t
@@ -679,7 +688,7 @@ class Planner:
             if not np.any(slot == m):
                 cost[self.peak_col + m] = 0.0
         hi[self.risk_col :] = np.inf
-        cost[self.risk_col :] = w.energy * w.peak_risk_per_kwh * dt
+        cost[self.risk_col :] = w.energy * self.risk_cost_per_kwh(w) * dt
 
         # ---- rows: bounds
         rlo = np.empty(self.n_row)

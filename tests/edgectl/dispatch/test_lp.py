@@ -12,6 +12,7 @@ from edgectl.dispatch.lp import Planner, Weights, plan_cop, plant_params, weight
 from edgectl.errors import DispatchError
 from edgectl.physics import battery as batt_phys
 
+from .conftest import EXAMPLE_SITE
 from .dispatch_helpers import day_inputs
 
 W = Weights(energy=1.0, wear_per_kwh=0.01)
@@ -128,6 +129,25 @@ def test_risk_bands_are_empty_without_a_margin_or_a_weight(params):
     none = Planner(params, n_steps=96).solve(inp, w)
     inp.peak_margin_kw = np.zeros(96)
     assert none.objective == pytest.approx(Planner(params, n_steps=96, risk_bands=0).solve(inp, w).objective, rel=1e-9, abs=1e-6)
+
+
+def test_risk_bands_never_buy_room_with_a_higher_month_peak(params):
+    n = 7 * 96  # a week: the bands' total weight under the peak grows with the horizon
+    inp = day_inputs(n=n, load=2100.0, cheap=0.6, dear=0.6)
+    inp.peak_so_far_kw = 2200.0
+    inp.peak_margin_kw = np.full(n, 100.0)
+    w = dataclasses.replace(W, demand_charge_per_kw_month=51.0, peak_risk_per_kwh=5.0 * 51.0 / 730.0)
+    plan = Planner(params, n_steps=n).solve(inp, w)
+    assert plan.peak_target_kw == pytest.approx(2200.0, abs=1e-3)
+
+
+def test_peak_risk_above_what_the_horizon_allows_is_a_config_error(site):
+    from edgectl.config import load_site_text
+    from edgectl.errors import ConfigError
+
+    text = EXAMPLE_SITE.read_text().replace("peak_risk = 0.3", "peak_risk = 2.0").replace("horizon_h = 48.0", "horizon_h = 168.0")
+    with pytest.raises(ConfigError, match=r"dispatch.peak_risk: value 2.0 is not allowed: must be at most 1.3"):
+        load_site_text(text)
 
 
 def test_peak_risk_weight_from_the_site(site):
