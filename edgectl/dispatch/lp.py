@@ -452,10 +452,14 @@ class Planner:
     risk_bands : int
         Risk bands under the month peak (``PEAK_RISK_BANDS``); 0 leaves them out of the model (for
         plans made with perfect forecasts, which have no margin).
+    month_slots : int
+        Calendar months the horizon may touch, each with its own peak (``N_MONTH_SLOTS`` = 2 for a
+        rolling horizon; the whole-period perfect-foresight LP uses one per month of its data).
     """
 
     def __init__(self, params: PlantParams, *, n_steps: int, step_min: float = 15.0, time_limit_s: float = 10.0,
-                 warm_start: bool = True, risk_bands: int = PEAK_RISK_BANDS):
+                 warm_start: bool = True, risk_bands: int = PEAK_RISK_BANDS,
+                 month_slots: int = N_MONTH_SLOTS):
         if not (isinstance(n_steps, int) and 1 <= n_steps <= 200_000):
             raise ValueError(f"n_steps={n_steps!r} is not allowed: integer in [1, 200000]")
         if not (0.0 < step_min <= 1440.0):
@@ -465,6 +469,9 @@ class Planner:
         if not (isinstance(risk_bands, int) and 0 <= risk_bands <= 10):
             raise ValueError(f"risk_bands={risk_bands!r} is not allowed: integer in [0, 10]")
         self.risk_bands = risk_bands
+        if not (isinstance(month_slots, int) and 1 <= month_slots <= 1200):
+            raise ValueError(f"month_slots={month_slots!r} is not allowed: integer in [1, 1200]")
+        self.month_slots = month_slots
         self.params = params
         self.n = n_steps
         self.step_min = float(step_min)
@@ -500,7 +507,7 @@ class Planner:
         t = np.arange(n)
         c = self._col
         self.peak_col = len(_BLOCKS) * n
-        self.risk_col = self.peak_col + N_MONTH_SLOTS  # risk_kw[k, t] at risk_col + k n + t
+        self.risk_col = self.peak_col + self.month_slots  # risk_kw[k, t] at risk_col + k n + t
         self.n_col = self.risk_col + self.risk_bands * n
         rows: list[np.ndarray] = []
         cols: list[np.ndarray] = []
@@ -553,7 +560,7 @@ class Planner:
         add(self.r_peak, c("imp", t), 1.0)
         add(self.r_peak, c("imp_over", t), 1.0)
         self._peak_slot = sum(len(r) for r in rows)
-        for m in range(N_MONTH_SLOTS):
+        for m in range(self.month_slots):
             add(self.r_peak, np.full(n, self.peak_col + m), 0.0)
         row0 += n
         # risk rows (bands x n): risk_k - imp - imp_over + peak[slot] >= depth_k (slot coefficients as above)
@@ -565,7 +572,7 @@ class Planner:
             add(rk, c("imp", t), -1.0)
             add(rk, c("imp_over", t), -1.0)
             risk_slot.append(sum(len(r) for r in rows))
-            for m in range(N_MONTH_SLOTS):
+            for m in range(self.month_slots):
                 add(rk, np.full(n, self.peak_col + m), 0.0)
         row0 += self.risk_bands * n
         self.n_row = row0
@@ -581,8 +588,8 @@ class Planner:
         counts = np.bincount(r, minlength=self.n_row)
         self._a_start = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
         self._cop_pos = self._inv[self._cop_slot : self._cop_slot + n]
-        self._peak_pos = [self._inv[self._peak_slot + m * n : self._peak_slot + (m + 1) * n] for m in range(N_MONTH_SLOTS)]
-        self._risk_pos = [[self._inv[s0 + m * n : s0 + (m + 1) * n] for m in range(N_MONTH_SLOTS)] for s0 in risk_slot]
+        self._peak_pos = [self._inv[self._peak_slot + m * n : self._peak_slot + (m + 1) * n] for m in range(self.month_slots)]
+        self._risk_pos = [[self._inv[s0 + m * n : s0 + (m + 1) * n] for m in range(self.month_slots)] for s0 in risk_slot]
         self.nnz = int(v.size)
         lp = highspy.HighsLp()
         lp.num_col_ = self.n_col
@@ -624,8 +631,8 @@ class Planner:
                 raise DispatchError(f"plan input {name} has non-finite values")
             arrays[name] = arr
         slot = np.asarray(inputs.month_slot, dtype=int)
-        if slot.shape != (n,) or slot.min() < 0 or slot.max() >= N_MONTH_SLOTS:
-            raise DispatchError(f"plan input month_slot must be {n} integers in [0, {N_MONTH_SLOTS - 1}]")
+        if slot.shape != (n,) or slot.min() < 0 or slot.max() >= self.month_slots:
+            raise DispatchError(f"plan input month_slot must be {n} integers in [0, {self.month_slots - 1}]")
         cop = np.clip(arrays["cop"], 0.5, 30.0)
         pv_av = np.clip(arrays["pv_avail_kw"], 0.0, None)
         wind_av = np.clip(arrays["wind_avail_kw"], 0.0, None)
@@ -682,9 +689,9 @@ class Planner:
         cost[sl("short")] = PENALTY_RESERVE_PER_KWH_H * dt
         peak0 = max(float(inputs.peak_so_far_kw), 0.0)
         lo[self.peak_col] = peak0
-        hi[self.peak_col : self.peak_col + N_MONTH_SLOTS] = np.inf
-        cost[self.peak_col : self.peak_col + N_MONTH_SLOTS] = w.energy * w.demand_charge_per_kw_month
-        for m in range(N_MONTH_SLOTS):
+        hi[self.peak_col : self.peak_col + self.month_slots] = np.inf
+        cost[self.peak_col : self.peak_col + self.month_slots] = w.energy * w.demand_charge_per_kw_month
+        for m in range(self.month_slots):
             if not np.any(slot == m):
                 cost[self.peak_col + m] = 0.0
         hi[self.risk_col :] = np.inf
@@ -726,7 +733,7 @@ class Planner:
         # ---- matrix values: -1/cop and the month slot of each peak row
         val = self._a_value0.copy()
         val[self._cop_pos] = -1.0 / cop
-        for m in range(N_MONTH_SLOTS):
+        for m in range(self.month_slots):
             val[self._peak_pos[m]] = np.where(slot == m, -1.0, 0.0)
             for pos in self._risk_pos:
                 val[pos[m]] = np.where(slot == m, 1.0, 0.0)

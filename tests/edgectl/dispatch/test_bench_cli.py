@@ -26,10 +26,9 @@ def write_site(tmp_path, *, horizon_h=12.0, drop_kinds=(), export_limit_kw=None)
     return path
 
 
-def write_csv(tmp_path, *, days=3, seed=0, prices=False):
+def write_csv(tmp_path, *, days=3, seed=0, prices=False, t0=datetime(2024, 8, 5, 4, 0, tzinfo=UTC)):
     """Synthetic hourly data: a weekday load shape, noisy sun, gusty wind, warm afternoons."""
     rng = np.random.default_rng(seed)
-    t0 = datetime(2024, 8, 5, 4, 0, tzinfo=UTC)
     rows = []
     head = "timestamp,load_kw,cooling_kw,ghi_wm2,dni_wm2,dhi_wm2,temp_air_c,wind_ms"
     if prices:
@@ -72,6 +71,17 @@ def test_json_on_synthetic_data_with_the_full_plant(tmp_path, capsys):
     assert res["perfect"]["cost"] < res["none"]["cost"]
     assert res["mpc"]["capture"] > 0.9  # the truth as forecast: close to the physical limit
     assert res["mpc"]["extra"]["solves"] == 2 * 96
+
+
+def test_perfect_is_one_lp_with_a_peak_per_month(tmp_path, capsys):
+    site = write_site(tmp_path)
+    data = write_csv(tmp_path, days=4, seed=7, prices=True, t0=datetime(2024, 8, 30, 4, 0, tzinfo=UTC))
+    res = run_json(capsys, "--site", site, "--data", data, "--controllers", "none,rbc,mpc,perfect",
+                   "--forecast", "oracle")
+    perfect = res["perfect"]
+    assert perfect["extra"]["lp_solves"] == 1 and perfect["extra"]["lp_months"] == 2
+    assert set(perfect["extra"]["month_peaks_kw"]) == {"2024-08", "2024-09"}
+    assert perfect["cost"] < res["rbc"]["cost"] < res["none"]["cost"] and perfect["violations"] == 0
 
 
 def test_any_site_file_without_storage(tmp_path, capsys):
