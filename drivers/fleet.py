@@ -300,7 +300,8 @@ class _ChillerDriver(_MapDriver):
         return ChillerPlantReading(self.id, ts, quality, p_kw=v("plant_p_kw", empty), chillers=tuple(chillers),
                                    tank_soc_pct=v("tank_soc_pct", empty), tank_temps_c=temps,
                                    cooling_demand_kw_th=v("cooling_demand_kw_th", empty),
-                                   enabled=None if enabled is None else enabled == 1)
+                                   enabled=None if enabled is None else enabled == 1,
+                                   t_outdoor_c=v("t_outdoor_c", empty))
 
     async def _write(self, command: Command) -> dict[str, Any]:
         if not isinstance(command, ChillerPlantCommand):

@@ -94,6 +94,7 @@ class ChillerPlantReading(_Base):
     tank_temps_c: tuple[float | None, ...] = ()  # sensors from top to bottom
     cooling_demand_kw_th: float | None = None
     enabled: bool | None = None
+    t_outdoor_c: float | None = None  # outdoor air temperature at the plant (drives the COP)
 
 
 @dataclass(frozen=True, slots=True)

@@ -296,7 +296,7 @@ class Mpc(RuleBased):
         from edgectl.daemon.controllers import decide
         from edgectl.daemon.forecasting import StepObs, plan_once
         from edgectl.daemon.planning import PlanRequest
-        from edgectl.daemon.snapshot import build_snapshot, measured_from_snapshot
+        from edgectl.daemon.snapshot import build_snapshot, measured_from_snapshot, outdoor_temp_c
         from edgectl.dispatch.policy import warmup_steps
 
         readings = await _poll(fleet, result)
@@ -309,7 +309,8 @@ class Mpc(RuleBased):
             winds = [ref_wind_speed_ms(r.wind_ms, hub_height_m=wt.hub_height_m, shear_exponent=wt.shear_exponent) for wt in self.site.of_kind("wind")
                      if isinstance(r := snap.good(wt.id), WindReading) and r.wind_ms is not None]
             obs = StepObs(now.timestamp() - dt_s, m.p_load_kw, m.cooling_kw_th, m.p_pv_avail_kw,
-                          sum(winds) / len(winds) if winds else math.nan, math.nan, math.nan, grid, m.cop)
+                          sum(winds) / len(winds) if winds else math.nan, outdoor_temp_c(self.site, snap), math.nan,
+                          grid, m.cop)
             self.history = (self.history + [tuple(obs)])[-self.HISTORY_STEPS:]
             month = now.astimezone(self.zone).strftime("%Y-%m")
             if self.peak_month != month:

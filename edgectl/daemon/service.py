@@ -68,7 +68,7 @@ from edgectl.daemon.controllers import Decision, decide, safe_commands
 from edgectl.daemon.forecasting import StepObs
 from edgectl.daemon.notify import Notifier, watchdog_interval_s
 from edgectl.daemon.planning import PlanRequest, PlanWorker, plan_from_dict, plan_to_dict
-from edgectl.daemon.snapshot import Snapshot, build_snapshot, measured_from_snapshot
+from edgectl.daemon.snapshot import Snapshot, build_snapshot, measured_from_snapshot, outdoor_temp_c
 from edgectl.dispatch.fallback import FallbackChain
 from edgectl.dispatch.lp import Plan, plant_params
 from edgectl.errors import DispatchError, ForecastWarmingUp
@@ -685,7 +685,7 @@ class Daemon:
             self._step_acc.add({
                 "load_kw": m.p_load_kw, "cooling_kw_th": m.cooling_kw_th, "pv_kw": m.p_pv_avail_kw,
                 "wind_ms": sum(wind_10m) / len(wind_10m) if wind_10m else math.nan,
-                "temp_air_c": math.nan, "carbon_kg_per_kwh": math.nan,
+                "temp_air_c": outdoor_temp_c(self.site, snap), "carbon_kg_per_kwh": math.nan,
                 "grid_kw": meter.p_kw if isinstance(meter, MeterReading) and meter.p_kw is not None else math.nan,
                 "cop": m.cop,
             })

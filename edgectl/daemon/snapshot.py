@@ -7,6 +7,7 @@ reading older than ``daemon.stale_after_s`` is STALE, a device never read is MIS
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,7 @@ from edgectl.config import SiteConfig
 from edgectl.dispatch.realtime import Measured
 from edgectl.glossary import Quality
 
-__all__ = ["Snapshot", "build_snapshot", "measured_from_snapshot"]
+__all__ = ["Snapshot", "build_snapshot", "measured_from_snapshot", "outdoor_temp_c"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,3 +151,11 @@ def measured_from_snapshot(
         soc_kwh=soc_kwh,
         tank_kwh_th=tank,
     )
+
+
+def outdoor_temp_c(site: SiteConfig, snap: Snapshot) -> float:
+    """The chiller plant's outdoor air temperature [degC] (drives the planner's COP), NaN when not known."""
+    plant = site.chiller_plant
+    rc = snap.good(plant.id) if plant is not None else None
+    t = rc.t_outdoor_c if isinstance(rc, ChillerPlantReading) else None
+    return float(t) if t is not None and math.isfinite(t) else math.nan

@@ -263,6 +263,7 @@ class ChillerPlantFace(DeviceFace):
             "tank_soc_pct": c.tank_soc_pct, "tank_kwh_th": c.tank_e_kwh_th,
             "n_chillers": min(len(c.chillers), self.max_chillers),
             "n_tank_sensors": min(len(c.tank_temps_c), self.max_sensors),
+            "t_outdoor_c": c.temp_air_c,
         }
         for n in range(1, self.max_sensors + 1):
             vals[f"tank_t{n}_c"] = c.tank_temps_c[n - 1] if n <= len(c.tank_temps_c) else None

@@ -43,7 +43,7 @@ class Park:
                                                              "WTUR.WLim": 700.0, "WTUR.WRtg": 800})
         self.chillers = RegisterImage(load_map("chiller_plant"), {
             "plant_p_kw": 410.0, "plant_enabled": 1, "plant_status": 1, "cooling_demand_kw_th": 1500.0,
-            "n_chillers": 2, "n_tank_sensors": 4, "tank_soc_pct": 62.5,
+            "n_chillers": 2, "n_tank_sensors": 4, "tank_soc_pct": 62.5, "t_outdoor_c": -3.4,
             "ch1_status": 1, "ch1_p_kw": 250.0, "ch1_q_kw_th": 1300.0, "ch1_t_supply_c": 6.8, "ch1_t_return_c": 12.1,
             "ch1_fault_code": 0, "ch2_status": 2, "ch2_fault_code": 17, "ch2_p_kw": 0.0, "ch2_q_kw_th": 0.0,
             "tank_t1_c": 12.5, "tank_t2_c": 10.0, "tank_t3_c": 7.0, "tank_t4_c": 6.0})
@@ -163,6 +163,7 @@ async def test_every_nature_is_read_in_engineering_units() -> None:
     assert len(c.chillers) == 2 and c.chillers[0].running and c.chillers[0].q_kw_th == pytest.approx(1300.0)
     assert c.chillers[0].t_supply_c == pytest.approx(6.8) and c.chillers[1].fault is True
     assert c.tank_temps_c == pytest.approx((12.5, 10.0, 7.0, 6.0)) and c.tank_soc_pct == pytest.approx(62.5)
+    assert c.t_outdoor_c == pytest.approx(-3.4)
     s = r["switchgear"]
     assert isinstance(s, SwitchgearReading) and s.poi_closed is True and s.grid_ok is True
     assert s.feeders_closed == {"process": True, "workshops": False, "offices": True}

@@ -3,6 +3,7 @@ a worker that does not answer and the next plan starts a fresh one."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 
@@ -104,3 +105,33 @@ def test_in_process_planner_follows_the_site_it_is_given() -> None:
             assert "warm" in str(exc).lower(), exc
             continue
         assert plan.n_steps == steps
+
+
+def test_measured_outdoor_temperature_sets_the_planned_chiller_cop() -> None:
+    """The chiller plant's outdoor temperature reaches the forecaster: a hot history plans a lower COP."""
+    site = load_site_text(site_text())
+    cops = {}
+    for temp in (8.0, 36.0):
+        base = _request()
+        req = dataclasses.replace(base, history=[(*h[:5], temp, *h[6:]) for h in base.history])
+        plan = PlanWorker(site, time_box_s=30.0, in_process=True).plan(req)
+        on = plan.p_chiller_kw > 1.0
+        cops[temp] = float(np.median(plan.q_chiller_kw_th[on] / plan.p_chiller_kw[on]))
+    assert cops[36.0] < cops[8.0] - 0.5, cops
+
+
+def test_outdoor_temperature_comes_from_a_good_chiller_plant_reading() -> None:
+    from drivers.natures import ChillerPlantReading
+    from edgectl.daemon.snapshot import build_snapshot, outdoor_temp_c
+    from edgectl.glossary import Quality
+
+    site = load_site_text(site_text())
+    now = datetime.now(UTC)
+    ids = [d.id for d in site.devices]
+    plant = site.chiller_plant
+    assert plant is not None
+    good = ChillerPlantReading(plant.id, now, Quality.GOOD, p_kw=400.0, t_outdoor_c=31.5)
+    assert outdoor_temp_c(site, build_snapshot(now, {plant.id: good}, ids, stale_after_s=5.0)) == 31.5
+    unknown = ChillerPlantReading(plant.id, now, Quality.GOOD, p_kw=400.0)
+    assert np.isnan(outdoor_temp_c(site, build_snapshot(now, {plant.id: unknown}, ids, stale_after_s=5.0)))
+    assert np.isnan(outdoor_temp_c(site, build_snapshot(now, {}, ids, stale_after_s=5.0)))

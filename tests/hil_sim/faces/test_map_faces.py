@@ -96,6 +96,7 @@ async def test_chiller_plant_target_and_switchgear_breakers(site, plant):
         assert await ch.read("q_total_kw_th") == pytest.approx(plant.state.chiller_plant.q_kw_th, abs=0.1)
         assert await ch.read("ch1_status") in (1, 3)
         assert await ch.read("n_chillers") == 2
+        assert await ch.read("t_outdoor_c") == pytest.approx(plant.state.chiller_plant.temp_air_c, abs=0.05)
         assert await ch.read("ch3_status") is None  # not installed
         r = await ch.write("cmd_q_target_kw_th", 9000.0)  # above the plant's 2800 kW_th capacity
         assert r.isError() and r.exception_code == 3
