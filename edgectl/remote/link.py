@@ -408,7 +408,7 @@ class RemoteLink:
         log.info("connected to %r", self.broker)
 
     def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._closing:  # stop() disconnects on purpose
             log.warning("disconnected from %r: %s", self.broker, reason)
         self._connected.clear()
         self._ready.clear()

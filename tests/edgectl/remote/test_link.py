@@ -93,22 +93,24 @@ def test_accept_ack_audit_state(broker: Broker, site: SiteConfig, tmp_path: Path
             assert records[1]["topic"].endswith("/cmd/operator/battery_kw") and records[1]["client"] == "operator"
             assert len(rec.audit) >= 2
             link.publish_state({"soc_pct": 55.0})
-            state = json.loads(_get_state(broker, site))
+            state = json.loads(_get_state(broker, site, until=lambda st: "soc_pct" in st))
             assert state["soc_pct"] == 55.0 and state["commands"]["battery_kw"]["value"] == -250.5
             assert state["commands"]["mode"]["value"] == "manual"
     finally:
         audit.close()
 
 
-def _get_state(broker: Broker, site: SiteConfig, user: str = "viewer") -> bytes:
+def _get_state(broker: Broker, site: SiteConfig, user: str = "viewer", until: Any = None) -> bytes:
+    """The retained state, once it satisfies ``until(state)`` (the link publishes from its sender thread)."""
     from edgectl.remote.cli import get_retained
 
     deadline = time.monotonic() + 5
     while True:
         data = get_retained(broker.url(user), site=site.site.id, timeout_s=2)
-        if data is not None or time.monotonic() > deadline:
+        if (data is not None and (until is None or until(json.loads(data)))) or time.monotonic() > deadline:
             assert data is not None
             return data
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(
@@ -205,7 +207,7 @@ def test_expiry_back_to_automatic(broker: Broker, site: SiteConfig, tmp_path: Pa
         assert link.overrides() == {}
         expired = [a for a in rec.audit if a.get("event") == "expired"]
         assert {a["name"] for a in expired} == {"mode", "battery_kw", "pv_limit_pct"}
-        state = json.loads(_get_state(broker, site))
+        state = json.loads(_get_state(broker, site, until=lambda st: "battery_kw" not in st.get("commands", {})))
         assert state["commands"] == {"mode": {"value": "auto", "expires_at": None}}
         # back in auto, a manual battery setpoint is refused again
         again = op(broker, site, "battery_kw", 300, 30)
@@ -260,7 +262,8 @@ def test_viewer_refused_on_command_topics(broker: Broker, site: SiteConfig, tmp_
             spy.close()
         assert [c.name for c in rec.commands] == ["mode"]
         # the viewer can read the retained state
-        assert json.loads(_get_state(broker, site, "viewer"))["commands"]["mode"]["value"] == "manual"
+        state = json.loads(_get_state(broker, site, "viewer", until=lambda st: "mode" in st.get("commands", {})))
+        assert state["commands"]["mode"]["value"] == "manual"
 
 
 def test_wrong_password_refused(broker: Broker, site: SiteConfig) -> None:
@@ -379,7 +382,7 @@ def test_controller_supplies_current_overrides(broker: Broker, site: SiteConfig,
     with running(site, broker, tmp_path, rec, current=lambda: resumed):
         ok = op(broker, site, "battery_kw", 150, 60)
         assert ok.ack["status"] == "accepted", ok.ack
-        state = json.loads(_get_state(broker, site))
+        state = json.loads(_get_state(broker, site, until=lambda st: "mode" in st.get("commands", {})))
         assert state["commands"]["mode"]["value"] == "manual"
         resumed.clear()  # the controller left manual mode
         again = op(broker, site, "battery_kw", 150, 60)
