@@ -189,6 +189,22 @@ def test_refill_gives_the_same_plan_as_a_fresh_build(params):
     assert reused.objective == pytest.approx(fresh.objective, rel=1e-7, abs=1e-6)
 
 
+def test_refill_across_a_month_boundary_with_margins_matches_a_fresh_build(params):
+    """The hot-start path rewrites the month-slot coefficients of the peak and risk rows in place."""
+    planner = Planner(params, n_steps=96)
+    w = dataclasses.replace(W, demand_charge_per_kw_month=51.0, peak_risk_per_kwh=0.02)
+    a, _ = _bump_evening()
+    planner.solve(a, w)
+    b, _ = _bump_evening()
+    b.month_slot = (np.arange(96) >= 40).astype(int)  # the month turns at step 40
+    b.peak_margin_kw = np.linspace(50.0, 150.0, 96)
+    b.peak_so_far_kw = 1800.0
+    reused = planner.solve(b, w)
+    fresh = Planner(params, n_steps=96).solve(b, w)
+    assert reused.objective == pytest.approx(fresh.objective, rel=1e-7, abs=1e-6)
+    assert reused.peak_target_kw == pytest.approx(fresh.peak_target_kw, abs=1e-3)  # (an LP may have several optimal vertices)
+
+
 def test_month_slots_carry_two_peaks(params):
     n = 96
     inp = day_inputs(cheap=0.6, dear=0.6)
