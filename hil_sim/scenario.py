@@ -335,11 +335,12 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
     from edgectl.config import load_site
     from edgectl.control import plausibility, transitions
     from edgectl.daemon.controllers import decide
+    from edgectl.daemon.forecasting import StepObs
     from edgectl.daemon.planning import PlanRequest, PlanWorker
-    from edgectl.daemon.snapshot import build_snapshot, measured_from_snapshot
+    from edgectl.daemon.snapshot import build_snapshot, measured_from_snapshot, outdoor_temp_c
     from edgectl.dispatch.fallback import FallbackChain
     from edgectl.dispatch.lp import plant_params
-    from edgectl.errors import DispatchError
+    from edgectl.errors import DispatchError, ForecastWarmingUp
     from edgectl.glossary import Quality
     from hil_sim.clock import SimClock
     from hil_sim.faces import build_faces
@@ -363,14 +364,18 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
     tr_settings = dataclasses.replace(transitions.settings_for(site),
                                       **{k: float(v) for k, v in sc.settings.items() if k in tr_fields})
     worker: PlanWorker | None = None
+    # a scenario lasts minutes: the planner plans from the observations it has (no day of warm-up), so
+    # that a planning failure below is the one the scenario injects, never a forecaster still warming up
+    plan_site = site.model_copy(update={"dispatch": site.dispatch.model_copy(update={"warmup_h": 0.0})})
     if sc.optimizer == "ok":
-        worker = PlanWorker(site, time_box_s=site.dispatch.solver_time_limit_s + 5.0, in_process=True)
+        worker = PlanWorker(plan_site, time_box_s=site.dispatch.solver_time_limit_s + 5.0, in_process=True)
     elif sc.optimizer == "solver_limit":
-        tiny = site.model_copy(update={"dispatch": site.dispatch.model_copy(update={"solver_time_limit_s": 1e-6})})
+        tiny = plan_site.model_copy(update={"dispatch": plan_site.dispatch.model_copy(update={"solver_time_limit_s": 1e-6})})
         # a worker process of its own (the in-process planner is cached per process, not per site)
         worker = PlanWorker(tiny, time_box_s=10.0, in_process=False)
     elif sc.optimizer == "worker_timeout":
-        worker = PlanWorker(site, time_box_s=0.02, in_process=False, first_extra_s=0.0)
+        worker = PlanWorker(plan_site, time_box_s=0.02, in_process=False, first_extra_s=0.0)
+    history: list[tuple[float, ...]] = []  # one observation per planning attempt, for the forecaster
     replan_s = site.dispatch.replan_min * 60.0
     next_plan_s = 0.0
     tstate = transitions.initial_state(clock.now())
@@ -386,7 +391,8 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
         "p_crit_unserved_kw", "islanded", "blackout", "phase", "feeders_closed", "meter_quality", "bad_devices",
         "plan_source", "p_chiller_kw", "reserve_pct")}
     events: list[tuple[float, str]] = []
-    stats = {"writes": 0, "writes_failed": 0, "writes_invalid": 0, "plan_ok": 0, "plan_failed": 0, "cycles": 0}
+    stats = {"writes": 0, "writes_failed": 0, "writes_invalid": 0, "plan_ok": 0, "plan_failed": 0, "plan_warming": 0,
+             "cycles": 0}
     bad_times: dict[str, list[float]] = {}
     sources: list[str] = []
     sgc = site.switchgear
@@ -432,11 +438,18 @@ async def _run_lockstep(sc: Scenario, duration_s: float) -> ScenarioResult:
                         next_plan_s = el + replan_s
                         m = measured_from_snapshot(site, snap)
                         if m is not None:
+                            history.append(tuple(StepObs(now.timestamp(), m.p_load_kw, m.cooling_kw_th, m.p_pv_avail_kw,
+                                                         math.nan, outdoor_temp_c(site, snap), math.nan, math.nan,
+                                                         m.cop)))
                             try:
                                 plan = await asyncio.get_running_loop().run_in_executor(
-                                    None, worker.plan, PlanRequest(now=now, soc_kwh=m.soc_kwh, tank_kwh_th=m.tank_kwh_th))
+                                    None, worker.plan, PlanRequest(now=now, soc_kwh=m.soc_kwh, tank_kwh_th=m.tank_kwh_th,
+                                                                   history=list(history)))  # type: ignore[arg-type]
                                 chain.plan_done(plan, now)
                                 stats["plan_ok"] += 1
+                            except ForecastWarmingUp as exc:  # not a failure: must not count as one
+                                stats["plan_warming"] += 1
+                                events.append((el, f"no plan yet: {str(exc)[:80]}"))
                             except DispatchError as exc:
                                 chain.plan_done(exc, now)
                                 stats["plan_failed"] += 1
@@ -576,6 +589,7 @@ def lockstep_metrics(tr: dict[str, np.ndarray], events: list[tuple[float, str]],
         "writes_failed": float(ctx["stats"]["writes_failed"]),
         "writes_invalid": float(ctx["stats"]["writes_invalid"]),
         "plan_ok": float(ctx["stats"]["plan_ok"]),
+        "plan_warming": float(ctx["stats"].get("plan_warming", 0)),
         "plan_failed": float(ctx["stats"]["plan_failed"]),
         "ufls_trips": float(ctx["ledger"].ufls_trips),
     }
