@@ -143,12 +143,12 @@ async def run_fleet(cycles: int) -> Row:
 
     from pymodbus.server import ModbusTcpServer
 
-    sys.path.insert(0, str(ROOT / "tests" / "drivers"))
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    from test_fleet import Park  # the same simulated devices the fleet tests use
-
     from drivers.fleet import Fleet
     from edgectl.config import load_site_text
+    from tests.drivers.test_fleet import (
+        Park,  # the same simulated devices the fleet tests use (ROOT on the path)
+    )
 
     park = Park()
     servers = []
