@@ -23,10 +23,9 @@ The bench's ``mpc`` = the controller a site would run, through the shared policy
 of ``MARGIN_Z`` x the forecaster's own measured net-load error (by lead and time of day), the chiller COP
 linearised at the forecast temperature (:func:`~edgectl.dispatch.lp.plan_cop`), no plan until the
 forecaster has ``dispatch.warmup_h`` of history (``WARMUP`` policy meanwhile: ``hold`` =
-:func:`~edgectl.dispatch.policy.peak_hold_setpoints`), the limit layer holding the plan's peak. The knobs
-``MARGIN_Z``, ``HOLD``, ``BUFFER_H`` / ``BUFFER_MODE`` (battery energy kept back for forecast error,
-:func:`~edgectl.dispatch.policy.risk_reserve_kwh`), ``DEMAND_FACTOR`` and ``WARMUP`` are module constants
-so that experiments can vary them; the defaults are the ones measured in the README.
+:func:`~edgectl.dispatch.policy.peak_hold_setpoints`), the limit layer holding the plan's peak.
+``MARGIN_Z`` and ``WARMUP`` are module constants so that experiments can vary them; the defaults are the ones
+measured in the README (which also lists the variants tried and dropped).
 
 Cost = import bill - export revenue + carbon price x grid kg CO2 + demand charge (monthly peak of the
 step-mean import, local calendar months) + battery wear, all with the site's prices (the file's
@@ -38,7 +37,6 @@ tank outside its window or a battery power beyond its rating (tolerance 0.5 kW /
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys
@@ -52,7 +50,7 @@ import numpy as np
 
 from edgectl.config import SiteConfig, load_site
 from edgectl.dispatch.fallback import FallbackChain, plan_setpoints
-from edgectl.dispatch.forecast import ErrorStats, Forecaster, peak_margin_kw
+from edgectl.dispatch.forecast import ErrorStats, Forecaster
 from edgectl.dispatch.lp import (
     N_MONTH_SLOTS,
     PlanInputs,
@@ -67,7 +65,6 @@ from edgectl.dispatch.policy import (
     MARGIN_Z,
     forecast_plan_inputs,
     peak_hold_setpoints,
-    risk_reserve_kwh,
     warmup_steps,
 )
 from edgectl.dispatch.rbc import CoolingReserve, rbc_setpoints
@@ -82,12 +79,7 @@ __all__ = ["CONTROLLERS", "Result", "Truth", "load_truth", "register", "run_benc
 CONTROLLERS = ("none", "rbc", "mpc", "perfect")
 TOL_KW = 0.5
 TOL_KWH = 0.5
-HOLD = "off"  # charging ceiling in the limit layer: off | month (peak so far) | plan (max of that and the plan)
-BUFFER_H = 0.0
-DEMAND_FACTOR = 1.0
 WARMUP = "rbc"  # policy before dispatch.warmup_h of history: hold | idle | rbc
-SLOT_MARGIN = True
-BUFFER_MODE = "risk"  # risk: energy of the forecast error in the next at-risk block | flat: BUFFER_H x margin
 
 
 # ------------------------------------------------------------------------------------------- truth
@@ -390,14 +382,13 @@ def _run_rbc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights) -> Result:
 
 
 def _plan_inputs(tr: Truth, i: int, h: int, per_day: int, *, load, cooling, pv, wind, cop, carbon, plant: _Plant,
-                 start: datetime | None, margin=None, extra: float = 0.0) -> PlanInputs:
+                 start: datetime | None) -> PlanInputs:
     return PlanInputs(
         pv_avail_kw=pv, wind_avail_kw=wind, load_kw=load, cooling_kw_th=cooling, cop=cop,
         price_import_per_kwh=_window(tr.price_import, i, h, per_day),
         price_export_per_kwh=_window(tr.price_export, i, h, per_day),
         carbon_kg_per_kwh=carbon, month_slot=_month_slots(tr.month_key, i, h, per_day),
         soc_kwh=plant.soc, tank_kwh_th=plant.tank, peak_so_far_kw=plant.peak_so_far(i), start=start,
-        peak_margin_kw=margin, reserve_extra_kwh=extra,
     )
 
 
@@ -419,9 +410,6 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
                        cooling_kw_th=warmup.cooling_kw_th[j], pv_kw=warmup.pv_kw[j], wind_ms=warmup.wind_ms[j],
                        temp_air_c=warmup.temp_air_c[j], carbon_kg_per_kwh=warmup.carbon[j])
     plant = _Plant(site, p, tr, w, *_initial_state(p))
-    # with model forecasts the planner prices a rise of the month peak above the tariff (it is decided on a
-    # forecast; once made it cannot be undone this month): DEMAND_FACTOR; the ledger keeps the real tariff
-    w_plan = w if oracle else dataclasses.replace(w, demand_charge_per_kw_month=w.demand_charge_per_kw_month * DEMAND_FACTOR)
     solve_times: list[float] = []
     min_obs = warmup_steps(site)
     warmup_steps_n = 0
@@ -444,13 +432,6 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
                     min_obs=min_obs)
                 assert made is not None  # not warming
                 inputs, f = made
-                if BUFFER_H and BUFFER_MODE == "risk":
-                    inputs = dataclasses.replace(inputs, reserve_extra_kwh=BUFFER_H * risk_reserve_kwh(
-                        inputs, peak_kw=plant.peak_so_far(i), dt_h=step_min / 60.0))
-                elif BUFFER_H:
-                    inputs = dataclasses.replace(inputs, reserve_extra_kwh=BUFFER_H * np.asarray(inputs.peak_margin_kw))
-                if not SLOT_MARGIN:
-                    inputs = dataclasses.replace(inputs, peak_margin_kw=peak_margin_kw(fc, None, z=MARGIN_Z))
                 for q, fq, aq in (("load_kw", f.load_kw, tr.load_kw), ("cooling_kw_th", f.cooling_kw_th, tr.cooling_kw_th),
                                   ("pv_kw", f.pv_kw, tr.pv_kw), ("wind_kw", f.wind_kw, tr.wind_kw),
                                   ("temp_air_c", f.temp_air_c, tr.temp_air_c)):
@@ -458,7 +439,7 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
             try:
                 if oracle:
                     inputs = _plan_inputs(tr, i, h, per_day, plant=plant, start=now, **args)
-                plan = planner.solve(inputs, w_plan)
+                plan = planner.solve(inputs, w)
                 solve_times.append(plan.solve_s)
                 chain.plan_done(plan, now)
             except DispatchError as exc:
@@ -467,12 +448,7 @@ def _run_mpc(site: SiteConfig, p: PlantParams, tr: Truth, w: Weights, *, oracle:
         chain.counts[source] += 1
         if source in ("fresh_plan", "last_plan"):
             wanted = plan_setpoints(chain.plan, k)
-            ceiling = None
-            if HOLD == "month":
-                ceiling = plant.peak_so_far(i)
-            elif HOLD == "plan":
-                ceiling = max(plant.peak_so_far(i), float(chain.plan.p_grid_kw[k]))
-            sp = _limit_with_true_cop(plant, i, wanted, peak=chain.plan.peak_target_kw, prev=prev, ceiling=ceiling)
+            sp = _limit_with_true_cop(plant, i, wanted, peak=chain.plan.peak_target_kw, prev=prev)
         elif warming and WARMUP == "hold":
             # no history yet: hold the import at the month's running peak with the storage
             m = plant.measured(i, q_for_cop=float(tr.cooling_kw_th[i]))

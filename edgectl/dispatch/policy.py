@@ -14,9 +14,6 @@ What the controller a site runs does each plan step, and what the bench's ``mpc`
   the tank) only under that peak. On the example year it sets a lower January peak than the rule-based
   controller (2,472 against 2,516 kW) but the year costs about the same (+1,760 CNY), so ``edgectl bench``
   keeps the rule-based warm-up by default (``WARMUP = "hold"`` selects this one).
-* :func:`risk_reserve_kwh`: battery energy to keep back for the forecast error of the next block of steps
-  whose peak is at risk (an experiment: as a soft SoC floor in the LP it made the year worse, see the
-  README).
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ from edgectl.dispatch.forecast import Forecast, Forecaster, peak_margin_kw
 from edgectl.dispatch.lp import PlanInputs, PlantParams, plan_cop
 from edgectl.dispatch.realtime import LimitReport, Measured, Setpoints, apply_limits
 
-__all__ = ["MARGIN_Z", "RATION_H", "forecast_plan_inputs", "peak_hold_setpoints", "risk_reserve_kwh", "warmup_steps"]
+__all__ = ["MARGIN_Z", "RATION_H", "forecast_plan_inputs", "peak_hold_setpoints", "warmup_steps"]
 
 MARGIN_Z = 0.7  # peak margin in units of the forecaster's measured net-load MAE [-]
 RATION_H = 2.0  # warm-up: the battery discharges at most its usable energy over this many hours [h]
@@ -159,40 +156,3 @@ def peak_hold_setpoints(
             q = min(d + room * cop, params.chiller_capacity_kw_th)  # pre-cool under the peak
     return apply_limits(params, Setpoints(p_batt_kw=p_batt, q_chiller_kw_th=q), m, dt_s=dt_s,
                         p_batt_prev_kw=p_batt_prev_kw, peak_so_far_kw=max(target, 0.0))
-
-
-def risk_reserve_kwh(inputs: PlanInputs, *, peak_kw: float, dt_h: float) -> np.ndarray:
-    """Battery energy to keep back at each step for the forecast error of the next at-risk block [kWh].
-
-    A step is at risk when its forecast import without storage plus its peak margin exceeds ``peak_kw``
-    (the storage must shave it and a forecast error there sets a new month peak). Inside a block of such
-    steps the reserve is the margin energy still to come in the block; before a block, the whole
-    block's margin energy, so the plan does not spend it on the energy price first.
-
-    Parameters
-    ----------
-    inputs : PlanInputs
-        The plan's inputs with ``peak_margin_kw`` set.
-    peak_kw : float
-        The month's peak import so far [kW].
-    dt_h : float
-        Plan step [h].
-    """
-    margin = np.zeros(inputs.load_kw.size) if inputs.peak_margin_kw is None else np.asarray(inputs.peak_margin_kw, dtype=float)
-    net = (np.asarray(inputs.load_kw) + np.asarray(inputs.cooling_kw_th) / np.maximum(np.asarray(inputs.cop), 0.5)
-           - np.asarray(inputs.pv_avail_kw) - np.asarray(inputs.wind_avail_kw))
-    risky = (net + margin > peak_kw).tolist()
-    e = (margin * dt_h).tolist()
-    n = len(e)
-    out = [0.0] * n
-    rem = 0.0  # margin energy from t to the end of the block containing t
-    ahead = 0.0  # whole energy of the next block starting after t
-    for t in range(n - 1, -1, -1):
-        if risky[t]:
-            rem = e[t] + (rem if t + 1 < n and risky[t + 1] else 0.0)
-            out[t] = rem
-        else:
-            if t + 1 < n and risky[t + 1]:
-                ahead = rem
-            out[t] = ahead
-    return np.asarray(out)

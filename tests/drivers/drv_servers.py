@@ -44,7 +44,14 @@ async def tcp_server(devices: Sequence[Any], *, dead: Sequence[int] = (), garbag
 
     Units in ``dead`` never answer; units in ``garbage`` answer with scrambled bytes.
     """
-    server = ModbusTcpServer(list(devices), address=("127.0.0.1", 0), trace_packet=_tracer(6, dead, garbage))
+    async with _serving(devices, _tracer(6, dead, garbage)) as port:
+        yield port
+
+
+@contextlib.asynccontextmanager
+async def _serving(devices: Sequence[Any], trace: Any) -> AsyncIterator[int]:
+    """A pymodbus TCP server on 127.0.0.1 at a free port with a packet tracer; yields the port."""
+    server = ModbusTcpServer(list(devices), address=("127.0.0.1", 0), trace_packet=trace)
     await server.serve_forever(background=True)
     port = server.transport.sockets[0].getsockname()[1]
     try:
@@ -153,10 +160,5 @@ async def recording_tcp_server(devices: Sequence[Any], frames: list[bytes]) -> A
             frames.append(bytes(data))
         return data
 
-    server = ModbusTcpServer(list(devices), address=("127.0.0.1", 0), trace_packet=trace)
-    await server.serve_forever(background=True)
-    port = server.transport.sockets[0].getsockname()[1]
-    try:
+    async with _serving(devices, trace) as port:
         yield port
-    finally:
-        await server.shutdown()

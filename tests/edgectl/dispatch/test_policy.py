@@ -79,15 +79,3 @@ def test_peak_hold_rejects_a_bad_ration(params):
         peak_hold_setpoints(params, _m(), dt_s=900.0, peak_kw=1.0, ration_h=0.0)
 
 
-def test_risk_reserve_holds_the_error_energy_of_the_next_block_at_risk():
-    from edgectl.dispatch.lp import PlanInputs
-    from edgectl.dispatch.policy import risk_reserve_kwh
-
-    n = 8
-    z = np.zeros(n)
-    inp = PlanInputs(pv_avail_kw=z, wind_avail_kw=z, load_kw=np.array([1, 1, 5, 5, 1, 5, 1, 1.0]), cooling_kw_th=z,
-                     cop=np.ones(n), price_import_per_kwh=z, price_export_per_kwh=z, carbon_kg_per_kwh=z,
-                     month_slot=np.zeros(n, dtype=int), soc_kwh=0.0, tank_kwh_th=0.0, peak_so_far_kw=3.0,
-                     peak_margin_kw=np.ones(n))
-    np.testing.assert_allclose(risk_reserve_kwh(inp, peak_kw=3.0, dt_h=1.0), [2, 2, 2, 1, 1, 1, 0, 0])
-    assert not np.any(risk_reserve_kwh(inp, peak_kw=10.0, dt_h=1.0))  # nothing at risk under a high peak
